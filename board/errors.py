@@ -1,0 +1,122 @@
+from __future__ import annotations
+
+# Every error a user can meet: code -> (HTTP status, French, English). Messages say what went
+# wrong and what to do; {placeholders} are filled from RuleViolation's params.
+MESSAGES: dict[str, tuple[int, str, str]] = {
+    "unknown_board": (
+        404,
+        "Aucun atelier ne porte le code « {code} ». Vérifiez le code affiché au tableau.",
+        "No board has the code '{code}'. Check the code shown on the screen.",
+    ),
+    "unknown_column": (
+        422,
+        "Cette colonne n'existe pas dans ce tableau.",
+        "That column does not exist on this board.",
+    ),
+    "unknown_card": (404, "Cette carte n'existe pas dans ce tableau.",
+                     "That card does not exist on this board."),
+    "unknown_template": (
+        422,
+        "Modèle inconnu « {template} ».",
+        "Unknown template '{template}'.",
+    ),
+    "empty_text": (422, "La carte est vide : écrivez quelques mots.",
+                   "The card is empty: write a few words."),
+    "text_too_long": (
+        422,
+        "La carte fait {length} caractères ; {limit} au maximum.",
+        "The card is {length} characters long; {limit} at most.",
+    ),
+    "title_required": (422, "Donnez un titre à l'atelier.", "Give the atelier a title."),
+    "field_too_long": (
+        422,
+        "Le champ « {field} » fait {length} caractères ; {limit} au maximum.",
+        "The field '{field}' is {length} characters long; {limit} at most.",
+    ),
+    "bad_columns": (
+        422,
+        "Il faut entre 1 et {limit} colonnes, chacune avec un titre.",
+        "A board needs between 1 and {limit} columns, each with a title.",
+    ),
+    "bad_phase": (422, "Phase inconnue « {phase} ».", "Unknown phase '{phase}'."),
+    "board_closed": (
+        409,
+        "Les contributions sont fermées pour le moment (phase : {phase}).",
+        "Posting is closed for now (phase: {phase}).",
+    ),
+    "board_locked": (
+        409,
+        "L'animateur a verrouillé les contributions pour le moment.",
+        "The animator has locked posting for now.",
+    ),
+    "invalid_json": (
+        400,
+        "Le corps de la requête n'est pas du JSON valide.",
+        "The request body is not valid JSON.",
+    ),
+    "invalid_field": (
+        422,
+        "Le champ « {field} » est absent ou mal formé.",
+        "The field '{field}' is missing or malformed.",
+    ),
+    "auth_required": (
+        401,
+        "Identifiez-vous : rejoignez l'atelier ou utilisez le lien d'animation.",
+        "Authentication required: join the board or use the animator link.",
+    ),
+    "invalid_token": (
+        401,
+        "Ce jeton n'est pas valable pour cet atelier.",
+        "This token is not valid for this board.",
+    ),
+    "animator_only": (
+        403,
+        "Seule l'animation de l'atelier peut faire cela.",
+        "Only the board's animator can do that.",
+    ),
+    "origin_not_allowed": (
+        403,
+        "Requête refusée : elle vient d'un autre site ({origin}).",
+        "Request refused: it comes from another site ({origin}).",
+    ),
+    "body_too_large": (
+        413,
+        "La requête est trop grosse ({limit} octets au maximum).",
+        "The request is too large ({limit} bytes at most).",
+    ),
+    "not_found": (404, "Cette page n'existe pas.", "This page does not exist."),
+    "method_not_allowed": (405, "Méthode non permise ici.", "Method not allowed here."),
+    "unavailable": (
+        503,
+        "Le serveur est occupé ; réessayez dans un instant. Rien n'a été perdu.",
+        "The server is busy; try again in a moment. Nothing was lost.",
+    ),
+    "internal_error": (
+        500,
+        "Erreur inattendue du serveur ; réessayez. L'incident est consigné.",
+        "Unexpected server error; try again. The incident is logged.",
+    ),
+}
+
+
+class RuleViolation(Exception):
+    """A request that breaks a board rule; carries a stable code for clients."""
+
+    def __init__(self, code: str, /, **params: object) -> None:
+        if code not in MESSAGES:
+            raise KeyError(f"no message for error code {code!r}")
+        self.code = code
+        self.params = params
+        super().__init__(f"{code}: {self.message('en')}")
+
+    @property
+    def status(self) -> int:
+        return MESSAGES[self.code][0]
+
+    def message(self, lang: str) -> str:
+        _, fr, en = MESSAGES[self.code]
+        return (en if lang == "en" else fr).format(**self.params)
+
+    def to_dict(self) -> dict[str, object]:
+        fr, en = self.message("fr"), self.message("en")
+        return {"code": self.code, "message": f"{fr} / {en}", "fr": fr, "en": en}

@@ -1,0 +1,103 @@
+"""Jinja2 environments (one per language) and the HTML fragments pushed to each audience."""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+from babel.support import NullTranslations, Translations
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from board import paths
+from board.events import Event, for_public
+from board.presets import TEMPLATES
+
+LANGS = ("fr", "en")
+DEFAULT_LANG = "fr"
+VIEWS = ("participant", "projector", "animator", "api")
+
+
+@dataclass(frozen=True, slots=True)
+class Audience:
+    """Who a frame is rendered for; every socket of one audience gets the same bytes."""
+
+    view: str  # participant | projector | animator (HTML) | api (JSON)
+    lang: str = ""  # HTML views only
+    animator: bool = False  # sees hidden cards
+
+    @property
+    def html(self) -> bool:
+        return self.view != "api"
+
+
+def load_translations(lang: str) -> NullTranslations:
+    po_path = paths.LOCALES / lang / "LC_MESSAGES" / "messages.po"
+    if lang == "en" or not po_path.is_file():
+        return NullTranslations()
+    with po_path.open("rb") as po_file:
+        catalog = read_po(po_file, locale=lang)
+    buffer = io.BytesIO()
+    write_mo(buffer, catalog)
+    buffer.seek(0)
+    return Translations(fp=buffer)
+
+
+def make_environment(lang: str) -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(paths.TEMPLATES),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+        extensions=["jinja2.ext.i18n"],
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.install_gettext_translations(load_translations(lang), newstyle=True)  # type: ignore[attr-defined]
+    env.globals.update(lang=lang, langs=LANGS, templates=TEMPLATES)
+    return env
+
+
+class Renderer:
+    def __init__(self) -> None:
+        self.envs = {lang: make_environment(lang) for lang in LANGS}
+
+    def page(self, name: str, lang: str, **context: Any) -> str:
+        return self.envs[lang].get_template(name).render(**context)
+
+    # --- websocket frames -------------------------------------------------------------
+
+    def frame(self, event: Event, audience: Audience, code: str,
+              hidden_now: frozenset[int] = frozenset()) -> str:
+        """One event as a text frame for one audience (rendered once, sent to many)."""
+        data = event.data if audience.animator else for_public(event, hidden_now)
+        if not audience.html:
+            return json.dumps({"seq": event.seq, "type": event.type, "data": data},
+                              ensure_ascii=False, separators=(",", ":"))
+        content = self._push(audience, type=event.type, data=data, code=code)
+        return json.dumps({"seq": event.seq, "type": event.type, "content": content},
+                          ensure_ascii=False, separators=(",", ":"))
+
+    def _push(self, audience: Audience, **context: Any) -> str:
+        return self.envs[audience.lang].get_template("partials/_push.html").render(
+            view=audience.view, **context
+        )
+
+    def snapshot_frame(self, view_dict: dict[str, Any], board_view: Any,
+                       audience: Audience) -> str:
+        if not audience.html:
+            return json.dumps({"seq": view_dict["seq"], "type": "snapshot", "data": view_dict},
+                              ensure_ascii=False, separators=(",", ":"))
+        content = self._push(audience, type="snapshot", bv=board_view, data={},
+                             code=board_view.board.join_code)
+        return json.dumps({"seq": view_dict["seq"], "type": "snapshot", "content": content},
+                          ensure_ascii=False, separators=(",", ":"))
+
+    def presence_frame(self, count: int, audience: Audience) -> str:
+        if not audience.html:
+            return json.dumps({"seq": None, "type": "presence", "data": {"participants": count}},
+                              separators=(",", ":"))
+        content = self._push(audience, type="presence", data={"participants": count}, code="")
+        return json.dumps({"seq": None, "type": "presence", "content": content},
+                          ensure_ascii=False, separators=(",", ":"))

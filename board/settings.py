@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Every setting is (name, default, help): the README table is checked against this class by
+# tests/unit/test_docs.py, so a new setting cannot go undocumented.
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BOARD_", extra="ignore")
+
+    database_url: str = Field(
+        "sqlite:///board.db",
+        description="Where boards are stored: sqlite:///path.db or postgresql://user:pw@host/db",
+    )
+    host: str = Field("0.0.0.0", description="Interface `board serve` listens on")
+    port: int = Field(8000, description="Port `board serve` listens on")
+    public_url: str | None = Field(
+        None,
+        description="Base URL printed and put in QR codes (default: guessed from the LAN address)",
+    )
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="Extra origins allowed to open websockets and post forms (same host always is)",
+    )
+    max_card_length: int = Field(500, description="Longest card text, in characters")
+    max_name_length: int = Field(40, description="Longest participant pseudonym")
+    max_body_bytes: int = Field(65536, description="Largest HTTP request body accepted")
+    ws_max_frame_bytes: int = Field(
+        65536, description="Largest websocket frame accepted (bigger: closed with 1009)"
+    )
+    ws_queue_size: int = Field(
+        512, description="Frames queued per socket before a slow client is cut off (it resyncs)"
+    )
+    snapshot_after: int = Field(
+        1000, description="A reconnect missing more events than this gets a snapshot instead"
+    )
+    presence_interval: float = Field(
+        1.0, description="Seconds between presence-count broadcasts (changes are coalesced)"
+    )
+    secure_cookies: bool = Field(False, description="Mark cookies Secure (set when behind HTTPS)")

@@ -1,0 +1,159 @@
+"""Storage: the engine, durable SQLite settings, and the transactions the commands run."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event as sa_event
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from board.events import Event
+from board.tables import Board, BoardColumn, BoardEvent, Card, Participant
+
+WRITE = "board_write"
+
+
+def async_url(url: str) -> str:
+    """Accept plain URLs (sqlite:///x.db, postgresql://…) and pick the async driver."""
+    if url.startswith("sqlite:"):
+        return "sqlite+aiosqlite:" + url.removeprefix("sqlite:")
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url.removeprefix(prefix)
+    return url
+
+
+def is_sqlite(url: str) -> bool:
+    return async_url(url).startswith("sqlite")
+
+
+def make_engine(url: str) -> AsyncEngine:
+    url = async_url(url)
+    if not url.startswith("sqlite"):
+        return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    engine = create_async_engine(url, connect_args={"timeout": 30})
+
+    @sa_event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # We emit BEGIN ourselves (below), so that writers take the lock up front.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        for pragma in (
+            "PRAGMA journal_mode=WAL",
+            "PRAGMA synchronous=FULL",  # an acknowledged card survives a power cut
+            "PRAGMA foreign_keys=ON",
+            "PRAGMA busy_timeout=30000",
+        ):
+            cursor.execute(pragma)
+        cursor.close()
+
+    @sa_event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: sa.Connection) -> None:
+        # BEGIN IMMEDIATE for writes: no read-to-write lock upgrade, so no SQLITE_BUSY deadlock.
+        immediate = conn.get_execution_options().get(WRITE, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+class Store:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._writer = engine.execution_options(**{WRITE: True})
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        async with AsyncSession(self.engine, expire_on_commit=False) as session:
+            yield session
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncSession]:
+        """One transaction; committed when the block ends without error."""
+        async with AsyncSession(self._writer, expire_on_commit=False) as session:
+            async with session.begin():
+                yield session
+
+    # --- reads -------------------------------------------------------------------------
+
+    @staticmethod
+    async def board_by_code(session: AsyncSession, join_code: str) -> Board | None:
+        result = await session.exec(select(Board).where(Board.join_code == join_code))
+        return result.first()
+
+    @staticmethod
+    async def columns(session: AsyncSession, board_id: int) -> list[BoardColumn]:
+        result = await session.exec(
+            select(BoardColumn)
+            .where(BoardColumn.board_id == board_id)
+            .order_by(col(BoardColumn.position))
+        )
+        return list(result.all())
+
+    @staticmethod
+    async def cards(session: AsyncSession, board_id: int) -> list[Card]:
+        result = await session.exec(
+            select(Card).where(Card.board_id == board_id).order_by(col(Card.id))
+        )
+        return list(result.all())
+
+    @staticmethod
+    async def participant_by_token(
+        session: AsyncSession, *, board_id: int, token_hash: str
+    ) -> Participant | None:
+        result = await session.exec(
+            select(Participant).where(
+                Participant.token_hash == token_hash, Participant.board_id == board_id
+            )
+        )
+        return result.first()
+
+    @staticmethod
+    async def events_since(
+        session: AsyncSession, *, board_id: int, since: int, until: int | None = None
+    ) -> list[Event]:
+        query = select(BoardEvent).where(BoardEvent.board_id == board_id, BoardEvent.seq > since)
+        if until is not None:
+            query = query.where(BoardEvent.seq <= until)
+        result = await session.exec(query.order_by(col(BoardEvent.seq)))
+        return [
+            Event(board_id=board_id, seq=row.seq, type=row.type, data=json.loads(row.data))
+            for row in result.all()
+        ]
+
+    @staticmethod
+    async def hidden_card_ids(session: AsyncSession, board_id: int) -> frozenset[int]:
+        result = await session.exec(
+            select(Card.id).where(Card.board_id == board_id, col(Card.hidden).is_(True))
+        )
+        return frozenset(i for i in result.all() if i is not None)
+
+    # --- writes (call inside `write()`) ------------------------------------------------
+
+    @staticmethod
+    async def take_seq(session: AsyncSession, board_id: int) -> int:
+        """The board's next seq; the row lock it takes orders concurrent writers."""
+        result = await session.execute(
+            sa.update(Board)
+            .where(col(Board.id) == board_id)
+            .values(seq=col(Board.seq) + 1)
+            .returning(col(Board.seq))
+        )
+        return int(result.scalar_one())
+
+    @staticmethod
+    def log_event(session: AsyncSession, event: Event) -> None:
+        """Append the event to the log in the caller's transaction."""
+        session.add(
+            BoardEvent(
+                board_id=event.board_id,
+                seq=event.seq or 0,
+                type=event.type,
+                data=json.dumps(event.data, ensure_ascii=False, separators=(",", ":")),
+            )
+        )

@@ -1,0 +1,79 @@
+"""SQLModel tables; Alembic reads SQLModel.metadata (migrations/env.py)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _created() -> sa.Column[datetime]:
+    return sa.Column(sa.DateTime(timezone=True), nullable=False, default=utcnow)
+
+
+class Board(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    join_code: str = Field(max_length=16, unique=True, index=True)
+    title: str = Field(max_length=120)
+    question: str = Field(default="", max_length=500)
+    template: str = Field(max_length=40)
+    phase: str = Field(default="collecte", max_length=20)
+    locked: bool = False
+    animator_secret_hash: str = Field(max_length=64)
+    seq: int = 0  # seq of the latest event in board_event
+    created_at: datetime = Field(sa_column=_created())
+
+
+class BoardColumn(SQLModel, table=True):
+    __tablename__ = "board_column"
+    id: int | None = Field(default=None, primary_key=True)
+    board_id: int = Field(foreign_key="board.id", index=True, ondelete="CASCADE")
+    position: int
+    title: str = Field(max_length=60)
+
+
+class Participant(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    board_id: int = Field(foreign_key="board.id", index=True, ondelete="CASCADE")
+    name: str | None = Field(default=None, max_length=40)
+    token_hash: str = Field(max_length=64, unique=True, index=True)
+    created_at: datetime = Field(sa_column=_created())
+
+
+class Card(SQLModel, table=True):
+    __table_args__ = (
+        sa.UniqueConstraint("board_id", "author_key", "client_id", name="uq_card_client"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    board_id: int = Field(foreign_key="board.id", index=True, ondelete="CASCADE")
+    column_id: int = Field(foreign_key="board_column.id", ondelete="CASCADE")
+    participant_id: int | None = Field(
+        default=None, foreign_key="participant.id", ondelete="SET NULL"
+    )
+    # "p<participant id>" or "a" (animator): scopes the idempotency key to its author.
+    author_key: str = Field(max_length=24)
+    client_id: str = Field(max_length=64)
+    author: str | None = Field(default=None, max_length=40)  # pseudonym at posting time
+    by_animator: bool = False
+    text: str = Field(max_length=2000)
+    hidden: bool = False
+    seq: int  # seq of the event that created it
+    created_at: datetime = Field(sa_column=_created())
+
+
+class BoardEvent(SQLModel, table=True):
+    """Append-only log: one row per change, seq strictly increasing per board."""
+
+    __tablename__ = "board_event"
+    __table_args__ = (sa.UniqueConstraint("board_id", "seq", name="uq_event_seq"),)
+    id: int | None = Field(default=None, primary_key=True)
+    board_id: int = Field(foreign_key="board.id", ondelete="CASCADE")
+    seq: int
+    type: str = Field(max_length=40)
+    data: str  # JSON text
+    created_at: datetime = Field(sa_column=_created())

@@ -1,0 +1,139 @@
+"""What pages, API and sockets share: the app's services, language, errors as responses."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+
+from board.commands import Commands
+from board.errors import RuleViolation
+from board.fanout import Fanout
+from board.hub import Hub
+from board.render import DEFAULT_LANG, LANGS, Renderer
+from board.settings import Settings
+from board.store import Store
+
+log = logging.getLogger("board.web")
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: Store
+    hub: Hub
+    commands: Commands
+    renderer: Renderer
+    fanout: Fanout
+
+
+def services(conn: HTTPConnection) -> Services:
+    svc: Services = conn.app.state.services
+    return svc
+
+
+def pick_lang(conn: HTTPConnection) -> str:
+    """?lang= (sockets), then the lang cookie (the switch), then the browser, then French."""
+    for candidate in (conn.query_params.get("lang"), conn.cookies.get("lang")):
+        if candidate in LANGS:
+            return candidate
+    best: tuple[float, str] | None = None
+    for part in conn.headers.get("accept-language", "").split(","):
+        tag, _, params = part.strip().partition(";")
+        lang = tag.strip().lower()[:2]
+        if lang not in LANGS:
+            continue
+        q = 1.0
+        if params.strip().startswith("q="):
+            try:
+                q = float(params.strip()[2:])
+            except ValueError:
+                q = 0.0
+        if best is None or q > best[0]:
+            best = (q, lang)
+    return best[1] if best else DEFAULT_LANG
+
+
+def base_url(conn: HTTPConnection) -> str:
+    configured = services(conn).settings.public_url
+    if configured:
+        return configured.rstrip("/")
+    return str(conn.base_url).rstrip("/")
+
+
+def is_api(conn: HTTPConnection) -> bool:
+    return conn.url.path.startswith("/api/")
+
+
+def is_htmx(request: Request) -> bool:
+    return request.headers.get("hx-request") == "true"
+
+
+def error_json(exc: RuleViolation) -> JSONResponse:
+    return JSONResponse({"error": exc.to_dict()}, status_code=exc.status)
+
+
+def error_page(request: Request, exc: RuleViolation) -> HTMLResponse:
+    lang = pick_lang(request)
+    html = services(request).renderer.page(
+        "error.html", lang, request=request, error=exc, message=exc.message(lang)
+    )
+    return HTMLResponse(html, status_code=exc.status)
+
+
+def error_response(request: Request, exc: RuleViolation) -> Response:
+    return error_json(exc) if is_api(request) else error_page(request, exc)
+
+
+async def rule_violation_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RuleViolation)
+    return error_response(request, exc)
+
+
+async def http_exception_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}.get(
+        exc.status_code, "not_found"
+    )
+    params: dict[str, Any] = {}
+    if code == "body_too_large":
+        params["limit"] = services(request).settings.max_body_bytes
+    return error_response(request, RuleViolation(code, **params))
+
+
+async def server_error_handler(request: Request, exc: Exception) -> Response:
+    log.exception("unexpected error on %s %s", request.method, request.url.path,
+                  exc_info=exc)
+    return error_response(request, RuleViolation("internal_error"))
+
+
+async def read_json(request: Request) -> dict[str, Any]:
+    """The body as a JSON object, or a clear 400/413."""
+    limit = services(request).settings.max_body_bytes
+    body = await read_body(request, limit)
+    try:
+        data = json.loads(body or b"null")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RuleViolation("invalid_json") from exc
+    if not isinstance(data, dict):
+        raise RuleViolation("invalid_json")
+    return data
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise RuleViolation("body_too_large", limit=limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise RuleViolation("body_too_large", limit=limit)
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -1,0 +1,165 @@
+"""WS /api/v1/boards/{join_code}/events: replay from ?since=, then live frames.
+
+API clients get JSON frames {"seq", "type", "data"}; pages add ?view=participant|projector|
+animator&lang=fr|en and get the same frames with a rendered "content" (htmx hx-ws swaps it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from starlette.responses import JSONResponse
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from board.commands import PUBLIC, Actor
+from board.errors import RuleViolation
+from board.fanout import Client, Feed
+from board.render import LANGS, Audience
+from board.security import animator_cookie, bearer_token, origin_allowed, participant_cookie
+from board.tables import Board
+from board.web.common import services
+
+log = logging.getLogger("board.live")
+
+CLOSE_TRY_AGAIN = 1013  # queue overflow: reconnect and catch up
+CLOSE_GOING_AWAY = 1001
+
+
+async def deny(websocket: WebSocket, error: RuleViolation) -> None:
+    """Refuse the handshake with an HTTP status and the usual JSON error body."""
+    response = JSONResponse({"error": error.to_dict()}, status_code=error.status)
+    try:
+        await websocket.send_denial_response(response)
+    except RuntimeError:  # server without the denial extension: plain 403
+        await websocket.close(code=1008, reason=error.code)
+
+
+def parse_since(raw: str | None) -> int | None:
+    if raw is None:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        return -1  # forged: answered with a snapshot
+
+
+async def events_endpoint(websocket: WebSocket) -> None:
+    svc = services(websocket)
+    if not origin_allowed(websocket.headers, svc.settings.allowed_origins):
+        origin = websocket.headers.get("origin", "")[:80]
+        log.warning("websocket refused: Origin %s", origin)
+        await deny(websocket, RuleViolation("origin_not_allowed", origin=origin))
+        return
+    view = websocket.query_params.get("view", "api")
+    lang = websocket.query_params.get("lang", "fr")
+    if view not in ("api", "participant", "projector", "animator") or lang not in LANGS:
+        await deny(websocket, RuleViolation("invalid_field", field="view"))
+        return
+    try:
+        board = await svc.commands.find_board(websocket.path_params["join_code"])
+        actor = await _actor(websocket, board, view)
+        if view == "animator" and not actor.is_animator:
+            raise RuleViolation("animator_only")
+    except RuleViolation as error:
+        await deny(websocket, error)
+        return
+
+    audience = Audience(view, lang if view != "api" else "",
+                        animator=actor.is_animator and view in ("api", "animator"))
+    client = Client(audience, participant_id=actor.participant_id,
+                    queue_size=svc.settings.ws_queue_size)
+    await websocket.accept()
+    assert board.id is not None
+    try:
+        async with svc.fanout.attach(board.id, client) as feed:
+            await _catch_up(websocket, board, actor, client, parse_since(
+                websocket.query_params.get("since")))
+            await websocket.send_text(svc.renderer.presence_frame(feed.participants, audience))
+            await _pump(websocket, client, feed)
+    except WebSocketDisconnect:
+        pass
+    except (RuntimeError, OSError) as exc:  # feed down or socket gone mid-send
+        log.info("websocket of board %s ended: %s", board.join_code, exc)
+        with contextlib.suppress(RuntimeError, OSError):
+            await websocket.close(code=CLOSE_TRY_AGAIN)
+
+
+async def _actor(websocket: WebSocket, board: Board, view: str) -> Actor:
+    """Bearer header for API clients (strict); the page's cookie otherwise (lenient)."""
+    commands = services(websocket).commands
+    token = bearer_token(websocket.headers)
+    if token is not None:
+        return await commands.authenticate(board, token)
+    name = animator_cookie if view == "animator" else participant_cookie
+    cookie = websocket.cookies.get(name(board.join_code))
+    try:
+        return await commands.authenticate(board, cookie)
+    except RuleViolation:
+        return PUBLIC  # a stale cookie still lets a page watch the board
+
+
+async def _catch_up(websocket: WebSocket, board: Board, actor: Actor, client: Client,
+                    since: int | None) -> None:
+    """Send exactly what the caller missed, or a snapshot when that is too much or unknown."""
+    svc = services(websocket)
+    store, renderer, audience = svc.store, svc.renderer, client.audience
+    assert board.id is not None
+    async with store.read() as session:
+        fresh = await session.get(Board, board.id)
+        assert fresh is not None
+        current = fresh.seq
+        far = since is None or since < 0 or since > current or (
+            current - since > svc.settings.snapshot_after)
+        if not far:
+            assert since is not None
+            events = await store.events_since(session, board_id=board.id, since=since,
+                                              until=current)
+            hidden = frozenset() if audience.animator else await store.hidden_card_ids(
+                session, board.id)
+    if far:
+        view = await svc.commands.view(fresh, actor if audience.animator else PUBLIC)
+        await websocket.send_text(renderer.snapshot_frame(view.to_dict(), view, audience))
+        client.last_seq = view.board.seq
+        return
+    for event in events:
+        await websocket.send_text(renderer.frame(event, audience, board.join_code, hidden))
+    client.last_seq = current
+
+
+async def _pump(websocket: WebSocket, client: Client, feed: Feed) -> None:
+    """Send queued frames and read the client, in one task group: the first to end wins."""
+
+    async def send_loop() -> None:
+        async for text in client.frames():
+            await websocket.send_text(text)
+
+    async def receive_loop() -> None:
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            # Clients have nothing to say yet; a ping text is answered by staying open.
+
+    async def overflow_watch() -> None:
+        await client.overflowed.wait()
+
+    tasks = [asyncio.create_task(coro) for coro in
+             (send_loop(), receive_loop(), overflow_watch())]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    if client.overflowed.is_set():
+        log.info("slow client cut off (queue full); it will resync")
+        with contextlib.suppress(RuntimeError, OSError):
+            await websocket.close(code=CLOSE_TRY_AGAIN, reason="too slow, reconnect")
+    for task in done:
+        exc = task.exception()
+        if exc is not None and not isinstance(exc, WebSocketDisconnect | asyncio.CancelledError):
+            raise exc
+
+

@@ -1,0 +1,310 @@
+"""HTML pages: htmx-enhanced, and every form also works as a plain post without JavaScript."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import segno
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from board.commands import PUBLIC, Actor, BoardView
+from board.errors import RuleViolation
+from board.presets import FREE
+from board.security import (
+    animator_cookie,
+    origin_allowed,
+    participant_cookie,
+)
+from board.tables import Board
+from board.web.api import board_urls
+from board.web.common import base_url, is_htmx, pick_lang, services
+
+COOKIE_AGE = 60 * 60 * 24 * 30  # a month: a day of ateliers, and the synthesis weeks later
+
+
+def render(request: Request, name: str, *, status: int = 200, **context: Any) -> HTMLResponse:
+    lang = pick_lang(request)
+    html = services(request).renderer.page(name, lang, request=request, **context)
+    response = HTMLResponse(html, status_code=status)
+    response.headers["cache-control"] = "no-store"
+    return response
+
+
+def set_cookie(request: Request, response: Response, name: str, value: str) -> None:
+    response.set_cookie(name, value, max_age=COOKIE_AGE, httponly=True, samesite="lax",
+                        secure=services(request).settings.secure_cookies)
+
+
+async def form_data(request: Request) -> dict[str, str]:
+    if not origin_allowed(request.headers, services(request).settings.allowed_origins):
+        raise RuleViolation("origin_not_allowed", origin=request.headers.get("origin", "")[:80])
+    form = await request.form(max_files=0, max_fields=50)
+    return {k: v for k, v in form.items() if isinstance(v, str)}
+
+
+async def _board(request: Request) -> Board:
+    return await services(request).commands.find_board(request.path_params["join_code"])
+
+
+async def _actor_from_cookie(request: Request, board: Board, cookie: str) -> Actor:
+    token = request.cookies.get(cookie)
+    try:
+        return await services(request).commands.authenticate(board, token)
+    except RuleViolation:
+        return PUBLIC
+
+
+def _page_context(request: Request, view: BoardView, audience: str) -> dict[str, Any]:
+    lang = pick_lang(request)
+    code = view.board.join_code
+    return {
+        "bv": view,
+        "board": view.board,
+        "view": audience,
+        "join_url": f"{base_url(request)}/b/{code}",
+        "ws_url": f"/api/v1/boards/{code}/events?since={view.board.seq}&view={audience}"
+                  f"&lang={lang}",
+        "presence": services(request).fanout.presence(view.id),
+    }
+
+
+# --- home and creation ------------------------------------------------------------------
+
+
+async def home(request: Request) -> HTMLResponse:
+    return render(request, "home.html", form={}, error=None)
+
+
+async def create(request: Request) -> HTMLResponse:
+    form = await form_data(request)
+    template = form.get("template") or FREE
+    columns = [line for line in form.get("columns", "").splitlines() if line.strip()]
+    try:
+        created = await services(request).commands.create_board(
+            title=form.get("title"), question=form.get("question", ""),
+            template=template, columns=columns or None,
+        )
+    except RuleViolation as error:
+        return render(request, "home.html", status=error.status, form=form,
+                      error=error.message(pick_lang(request)))
+    code = created.board.join_code
+    return render(request, "created.html", board=created.board,
+                  urls=board_urls(request, code, created.animator_token))
+
+
+async def join_by_code(request: Request) -> Response:
+    raw = request.query_params.get("code", "")
+    try:
+        board = await services(request).commands.find_board(raw)
+    except RuleViolation as error:
+        return render(request, "unknown.html", status=404, code=raw[:20],
+                      message=error.message(pick_lang(request)))
+    return RedirectResponse(f"/b/{board.join_code}", status_code=303)
+
+
+async def switch_lang(request: Request) -> Response:
+    lang = request.path_params["lang"]
+    target = request.query_params.get("next", "/")
+    if not target.startswith("/") or target.startswith("//"):
+        target = "/"
+    response = RedirectResponse(target, status_code=303)
+    if lang in ("fr", "en"):
+        response.set_cookie("lang", lang, max_age=COOKIE_AGE * 12, samesite="lax")
+    return response
+
+
+# --- participant --------------------------------------------------------------------------
+
+
+async def participant_page(request: Request) -> Response:
+    try:
+        board = await _board(request)
+    except RuleViolation as error:
+        raw = request.path_params["join_code"]
+        return render(request, "unknown.html", status=404, code=raw[:20],
+                      message=error.message(pick_lang(request)))
+    actor = await _actor_from_cookie(request, board, participant_cookie(board.join_code))
+    if actor.role != "participant":
+        return render(request, "join.html", board=board, error=None, name="")
+    view = await services(request).commands.view(board, PUBLIC)
+    return render(request, "participant.html", me=actor, post=_blank_post(view),
+                  **_page_context(request, view, "participant"))
+
+
+def _blank_post(view: BoardView, column_id: int | None = None) -> dict[str, Any]:
+    first = view.columns[0].id if view.columns else None
+    return {"client_id": uuid.uuid4().hex, "column_id": column_id or first, "text": "",
+            "error": None, "sent": False}
+
+
+async def join_submit(request: Request) -> Response:
+    board = await _board(request)
+    form = await form_data(request)
+    try:
+        _, token = await services(request).commands.join(board, name=form.get("name"))
+    except RuleViolation as error:
+        return render(request, "join.html", status=error.status, board=board,
+                      error=error.message(pick_lang(request)), name=form.get("name", ""))
+    response = RedirectResponse(f"/b/{board.join_code}", status_code=303)
+    set_cookie(request, response, participant_cookie(board.join_code), token)
+    return response
+
+
+async def post_card(request: Request) -> Response:
+    board = await _board(request)
+    form = await form_data(request)
+    svc = services(request)
+    actor = await _actor_from_cookie(request, board, participant_cookie(board.join_code))
+    if actor.role == "public":
+        actor = await _actor_from_cookie(request, board, animator_cookie(board.join_code))
+    view_name = "animator" if actor.is_animator else "participant"
+    back = f"/b/{board.join_code}" + ("/animator" if actor.is_animator else "")
+    try:
+        result = await svc.commands.post_card(
+            board, actor, column_id=form.get("column_id"), text=form.get("text"),
+            client_id=form.get("client_id"),
+        )
+    except RuleViolation as error:
+        if error.code == "auth_required" and not is_htmx(request):
+            return RedirectResponse(f"/b/{board.join_code}", status_code=303)
+        post = {"client_id": form.get("client_id") or uuid.uuid4().hex,
+                "column_id": _int(form.get("column_id")), "text": form.get("text", ""),
+                "error": error.message(pick_lang(request)), "sent": False}
+        view = await svc.commands.view(board, actor)
+        if is_htmx(request):
+            return render(request, "partials/_post_form.html", status=error.status,
+                          post=post, bv=view, view=view_name, code=board.join_code)
+        page = "animator.html" if actor.is_animator else "participant.html"
+        return render(request, page, status=error.status, me=actor, post=post,
+                      **_page_context(request, view, view_name))
+    if not is_htmx(request):
+        return RedirectResponse(f"{back}#card-{result.card.id}", status_code=303)
+    view = await svc.commands.view(board, actor)
+    post = _blank_post(view, result.card.column_id)
+    post["sent"] = True
+    return render(request, "partials/_post_form.html", post=post, bv=view, view=view_name,
+                  new_card=result.card, code=board.join_code)
+
+
+def _int(value: str | None) -> int | None:
+    return int(value) if value and value.isdigit() else None
+
+
+# --- projector ----------------------------------------------------------------------------
+
+
+async def projector_page(request: Request) -> Response:
+    board = await _board(request)
+    view = await services(request).commands.view(board, PUBLIC)
+    return render(request, "projector.html", **_page_context(request, view, "projector"))
+
+
+async def qr_code(request: Request) -> Response:
+    board = await _board(request)
+    url = f"{base_url(request)}/b/{board.join_code}"
+    svg = segno.make(url, error="m").svg_inline(scale=10, border=2, dark="#000", light="#fff")
+    return Response(svg, media_type="image/svg+xml",
+                    headers={"cache-control": "public, max-age=3600"})
+
+
+# --- animator -----------------------------------------------------------------------------
+
+
+async def animator_page(request: Request) -> Response:
+    board = await _board(request)
+    svc = services(request)
+    key = request.query_params.get("key")
+    if key is not None:
+        # Trade the secret link for an HttpOnly cookie, then drop it from the address bar.
+        actor = await _safe_auth(request, board, key)
+        if not actor.is_animator:
+            return render(request, "forbidden.html", status=403, board=board)
+        response = RedirectResponse(f"/b/{board.join_code}/animator", status_code=303)
+        set_cookie(request, response, animator_cookie(board.join_code), key)
+        return response
+    actor = await _actor_from_cookie(request, board, animator_cookie(board.join_code))
+    if not actor.is_animator:
+        return render(request, "forbidden.html", status=403, board=board)
+    view = await svc.commands.view(board, actor)
+    return render(request, "animator.html", me=actor, post=_blank_post(view),
+                  urls=board_urls(request, board.join_code),
+                  **_page_context(request, view, "animator"))
+
+
+async def _safe_auth(request: Request, board: Board, token: str) -> Actor:
+    try:
+        return await services(request).commands.authenticate(board, token)
+    except RuleViolation:
+        return PUBLIC
+
+
+async def _animator(request: Request) -> tuple[Board, Actor]:
+    board = await _board(request)
+    actor = await _actor_from_cookie(request, board, animator_cookie(board.join_code))
+    if not actor.is_animator:
+        raise RuleViolation("animator_only")
+    return board, actor
+
+
+async def card_visibility(request: Request) -> Response:
+    board, actor = await _animator(request)
+    form = await form_data(request)
+    card_id = _int(request.path_params["card_id"])
+    if card_id is None:
+        raise RuleViolation("unknown_card")
+    card = await services(request).commands.set_hidden(
+        board, actor, card_id=card_id, hidden=form.get("hidden") == "1")
+    if is_htmx(request):
+        return render(request, "partials/_card.html", card=card, view="animator",
+                      code=board.join_code)
+    return RedirectResponse(f"/b/{board.join_code}/animator#card-{card.id}", status_code=303)
+
+
+async def column_rename(request: Request) -> Response:
+    board, actor = await _animator(request)
+    form = await form_data(request)
+    column_id = _int(request.path_params["column_id"])
+    if column_id is None:
+        raise RuleViolation("unknown_column")
+    column = await services(request).commands.rename_column(
+        board, actor, column_id=column_id, title=form.get("title"))
+    if is_htmx(request):
+        return render(request, "partials/_column_head.html", column=column, view="animator",
+                      code=board.join_code)
+    return RedirectResponse(f"/b/{board.join_code}/animator", status_code=303)
+
+
+async def board_settings(request: Request) -> Response:
+    board, actor = await _animator(request)
+    form = await form_data(request)
+    changes: dict[str, Any] = {}
+    if "locked" in form:
+        changes["locked"] = form["locked"] == "1"
+    if "phase" in form:
+        changes["phase"] = form["phase"]
+    settings = await services(request).commands.update_settings(board, actor, changes)
+    if is_htmx(request):
+        fresh = Board(**{**board.model_dump(), **settings})
+        return render(request, "partials/_controls.html", board=fresh, code=board.join_code)
+    return RedirectResponse(f"/b/{board.join_code}/animator", status_code=303)
+
+
+
+routes = [
+    Route("/", home),
+    Route("/boards", create, methods=["POST"]),
+    Route("/join", join_by_code),
+    Route("/lang/{lang}", switch_lang),
+    Route("/b/{join_code}", participant_page),
+    Route("/b/{join_code}/join", join_submit, methods=["POST"]),
+    Route("/b/{join_code}/cards", post_card, methods=["POST"]),
+    Route("/b/{join_code}/projector", projector_page),
+    Route("/b/{join_code}/qr.svg", qr_code),
+    Route("/b/{join_code}/animator", animator_page),
+    Route("/b/{join_code}/animator/cards/{card_id}", card_visibility, methods=["POST"]),
+    Route("/b/{join_code}/animator/columns/{column_id}", column_rename, methods=["POST"]),
+    Route("/b/{join_code}/animator/settings", board_settings, methods=["POST"]),
+]
