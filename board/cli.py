@@ -59,7 +59,7 @@ def print_urls(host: str, port: int, public_url: str | None) -> None:
     click.echo(f"  Créer un atelier / create a board : {bases[0]}/")
     for base in bases[1:]:
         click.echo(f"  Aussi / also                     : {base}/")
-    click.echo("  Les participants rejoignent avec le code affiché / participants join with the code")
+    click.echo("  Participants : le code affiché au projecteur / the code on the projector")
     click.echo("  Ctrl+C pour arrêter / to stop")
 
 

@@ -6,8 +6,8 @@ HTTP pages, the JSON API, websockets and the CLI all call these functions.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from sqlmodel import select

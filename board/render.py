@@ -63,8 +63,8 @@ class Renderer:
     def __init__(self) -> None:
         self.envs = {lang: make_environment(lang) for lang in LANGS}
 
-    def page(self, name: str, lang: str, **context: Any) -> str:
-        return self.envs[lang].get_template(name).render(**context)
+    def page(self, template: str, lang: str, /, **context: Any) -> str:
+        return self.envs[lang].get_template(template).render(**context)
 
     # --- websocket frames -------------------------------------------------------------
 

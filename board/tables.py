@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
@@ -12,8 +13,8 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _created() -> sa.Column[datetime]:
-    return sa.Column(sa.DateTime(timezone=True), nullable=False, default=utcnow)
+def _created() -> Any:
+    return Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True), nullable=False)
 
 
 class Board(SQLModel, table=True):
@@ -26,7 +27,7 @@ class Board(SQLModel, table=True):
     locked: bool = False
     animator_secret_hash: str = Field(max_length=64)
     seq: int = 0  # seq of the latest event in board_event
-    created_at: datetime = Field(sa_column=_created())
+    created_at: datetime = _created()
 
 
 class BoardColumn(SQLModel, table=True):
@@ -42,7 +43,7 @@ class Participant(SQLModel, table=True):
     board_id: int = Field(foreign_key="board.id", index=True, ondelete="CASCADE")
     name: str | None = Field(default=None, max_length=40)
     token_hash: str = Field(max_length=64, unique=True, index=True)
-    created_at: datetime = Field(sa_column=_created())
+    created_at: datetime = _created()
 
 
 class Card(SQLModel, table=True):
@@ -63,7 +64,7 @@ class Card(SQLModel, table=True):
     text: str = Field(max_length=2000)
     hidden: bool = False
     seq: int  # seq of the event that created it
-    created_at: datetime = Field(sa_column=_created())
+    created_at: datetime = _created()
 
 
 class BoardEvent(SQLModel, table=True):
@@ -76,4 +77,4 @@ class BoardEvent(SQLModel, table=True):
     seq: int
     type: str = Field(max_length=40)
     data: str  # JSON text
-    created_at: datetime = Field(sa_column=_created())
+    created_at: datetime = _created()

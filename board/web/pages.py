@@ -25,9 +25,10 @@ from board.web.common import base_url, is_htmx, pick_lang, services
 COOKIE_AGE = 60 * 60 * 24 * 30  # a month: a day of ateliers, and the synthesis weeks later
 
 
-def render(request: Request, name: str, *, status: int = 200, **context: Any) -> HTMLResponse:
+def render(request: Request, template: str, /, *, status: int = 200, **context: Any
+           ) -> HTMLResponse:
     lang = pick_lang(request)
-    html = services(request).renderer.page(name, lang, request=request, **context)
+    html = services(request).renderer.page(template, lang, request=request, **context)
     response = HTMLResponse(html, status_code=status)
     response.headers["cache-control"] = "no-store"
     return response
