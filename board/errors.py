@@ -46,8 +46,8 @@ MESSAGES: dict[str, tuple[int, str, str]] = {
     ),
     "board_locked": (
         409,
-        "L'animateur a verrouillé les contributions pour le moment.",
-        "The animator has locked posting for now.",
+        "L'animation a suspendu les contributions pour le moment.",
+        "The animator has paused posting for now.",
     ),
     "invalid_json": (
         400,

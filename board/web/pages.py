@@ -66,6 +66,7 @@ def _page_context(request: Request, view: BoardView, audience: str) -> dict[str,
         "board": view.board,
         "view": audience,
         "join_url": f"{base_url(request)}/b/{code}",
+        "join_host": base_url(request).split("://", 1)[-1],
         "ws_url": f"/api/v1/boards/{code}/events?since={view.board.seq}&view={audience}"
                   f"&lang={lang}",
         "presence": services(request).fanout.presence(view.id),
