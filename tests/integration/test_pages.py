@@ -114,14 +114,14 @@ async def test_animator_forms_hide_rename_and_pause(server: LiveServer,
     assert column
     await browser.post(f"/b/{code}/cards", data={"column_id": column.group(1),
                                                  "text": "Note de l'animation"})
-    state = httpx.get(f"{server.url}/api/v1/boards/{code}").json()
+    state = (await browser.get(f"/api/v1/boards/{code}")).json()
     card = state["columns"][0]["cards"][0]
     assert card["by_animator"] is True
     await browser.post(f"/b/{code}/animator/cards/{card['id']}", data={"hidden": "1"})
     await browser.post(f"/b/{code}/animator/columns/{column.group(1)}",
                        data={"title": "Obstacles"})
     await browser.post(f"/b/{code}/animator/settings", data={"locked": "1"})
-    state = httpx.get(f"{server.url}/api/v1/boards/{code}").json()
+    state = (await browser.get(f"/api/v1/boards/{code}")).json()
     assert state["columns"][0]["title"] == "Obstacles"
     assert state["columns"][0]["cards"] == [] and state["locked"] is True
     animator_page = (await browser.get(f"/b/{code}/animator")).text
