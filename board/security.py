@@ -55,10 +55,16 @@ def bearer_token(headers: Headers) -> str | None:
 
 
 def origin_allowed(headers: Headers, allowed: list[str]) -> bool:
-    """No Origin (a script, not a browser) is fine; a browser must come from this host."""
+    """No Origin (a script, not a browser) is fine; a browser must come from this host.
+
+    Under `Referrer-Policy: no-referrer` browsers send `Origin: null` on form posts, even
+    same-origin ones; Fetch Metadata (`Sec-Fetch-Site`) then tells where the post came from.
+    """
     origin = headers.get("origin")
     if origin is None:
         return True
+    if origin == "null":
+        return headers.get("sec-fetch-site") == "same-origin"
     if origin in allowed:
         return True
     host = headers.get("host", "")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import uuid
 from typing import Any
 
@@ -207,8 +208,10 @@ async def projector_page(request: Request) -> Response:
 async def qr_code(request: Request) -> Response:
     board = await _board(request)
     url = f"{base_url(request)}/b/{board.join_code}"
-    svg = segno.make(url, error="m").svg_inline(scale=10, border=2, dark="#000", light="#fff")
-    return Response(svg, media_type="image/svg+xml",
+    buffer = io.BytesIO()
+    segno.make(url, error="m").save(buffer, kind="svg", xmldecl=False, scale=10, border=2,
+                                    dark="#000", light="#fff")
+    return Response(buffer.getvalue(), media_type="image/svg+xml",
                     headers={"cache-control": "public, max-age=3600"})
 
 

@@ -167,6 +167,11 @@ async def test_form_post_from_another_site_is_refused(server: LiveServer,
     response = await browser.post(f"/b/{board['code']}/join", data={"name": "x"},
                                   headers={"origin": "https://evil.example"})
     assert response.status_code == 403
+    # Under no-referrer, browsers send Origin: null; Fetch Metadata tells same-site from not.
+    for site, status in (("cross-site", 403), ("same-site", 403), ("same-origin", 303)):
+        response = await browser.post(f"/b/{board['code']}/join", data={"name": "x"},
+                                      headers={"origin": "null", "sec-fetch-site": site})
+        assert response.status_code == status, site
 
 
 async def test_projector_shows_code_and_qr(server: LiveServer,
