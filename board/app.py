@@ -22,7 +22,7 @@ from board.render import Renderer
 from board.security import BodyLimit, SecurityHeaders
 from board.settings import Settings
 from board.store import Store, make_engine
-from board.web import api, pages
+from board.web import animator, api, event_pages, pages
 from board.web.common import (
     Services,
     http_exception_handler,
@@ -69,6 +69,8 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Sta
         routes=[
             *api.routes,
             *pages.routes,
+            *animator.routes,
+            *event_pages.routes,
             Mount("/static", StaticFiles(directory=paths.STATIC), name="static"),
         ],
         middleware=[

@@ -16,7 +16,7 @@ from board.settings import Settings
 class RedactSecrets(logging.Filter):
     """Keep animator secrets (?key=…) out of access logs."""
 
-    pattern = re.compile(r"(key=)[^&\s\"]+")
+    pattern = re.compile(r"(key=)[^&\s\"]+")  # animator and organiser secrets
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):

@@ -5,12 +5,16 @@ HTTP pages, the JSON API, websockets and the CLI all call these functions.
 
 from __future__ import annotations
 
+import json
+import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlmodel import select
+import sqlalchemy as sa
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from board import domain
@@ -20,7 +24,7 @@ from board.hub import Hub
 from board.security import hash_secret, new_secret, secret_matches
 from board.settings import Settings
 from board.store import Store
-from board.tables import Board, BoardColumn, Card, Participant
+from board.tables import Board, BoardColumn, Card, OrgEvent, Participant, Theme, Vote
 
 Role = Literal["animator", "participant", "public"]
 
@@ -43,22 +47,115 @@ class Actor:
 PUBLIC = Actor("public")
 
 
+def as_utc(moment: datetime) -> datetime:
+    """SQLite hands datetimes back without their zone; they were written in UTC."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def settings_dict(board: Board) -> dict[str, Any]:
+    return {
+        "phase": board.phase, "silent": board.silent, "locked": board.locked,
+        "vote_budget": board.vote_budget, "max_votes_per_item": board.max_votes_per_item,
+        "results_visible": board.results_visible, "anonymous": board.anonymous,
+    }
+
+
+def timer_dict(board: Board, now: float | None = None) -> dict[str, Any]:
+    """The timer as clients show it: seconds left now, and when it ends if running."""
+    now = time.time() if now is None else now
+    remaining = board.timer_remaining
+    if board.timer_running and board.timer_changed_at is not None:
+        remaining = max(0.0, remaining - (now - as_utc(board.timer_changed_at).timestamp()))
+    ends_at = datetime.fromtimestamp(now + remaining, UTC).isoformat() if (
+        board.timer_running) else None
+    return {"running": board.timer_running and remaining > 0, "remaining": round(remaining),
+            "ends_at": ends_at}
+
+
+def card_dict(card: Card, votes: int | None = None) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "id": card.id,
+        "column_id": card.column_id,
+        "theme_id": card.theme_id,
+        "text": card.text,
+        "merged_texts": json.loads(card.merged_texts or "[]"),
+        "author": card.author,
+        "by_animator": card.by_animator,
+        "hidden": card.hidden,
+        "seq": card.seq,
+        "created_at": as_utc(card.created_at).isoformat() if card.created_at else None,
+    }
+    if votes is not None:
+        data["votes"] = votes
+    return data
+
+
+def theme_dict(theme: Theme, votes: int | None = None) -> dict[str, Any]:
+    data: dict[str, Any] = {"id": theme.id, "column_id": theme.column_id, "title": theme.title}
+    if votes is not None:
+        data["votes"] = votes
+    return data
+
+
 @dataclass
 class BoardView:
-    """A board as one caller may see it (hidden cards only for the animator)."""
+    """A board as one caller may see it."""
 
     board: Board
     columns: list[BoardColumn]
     cards: list[Card]
+    themes: list[Theme]
     viewer: Actor
+    card_votes: Counter[int] = field(default_factory=Counter)
+    theme_votes: Counter[int] = field(default_factory=Counter)
+    my_votes: Counter[str] = field(default_factory=Counter)  # "c12"/"t3" -> my dots
 
     @property
     def id(self) -> int:
         assert self.board.id is not None
         return self.board.id
 
-    def cards_of(self, column_id: int | None) -> list[Card]:
-        return [c for c in self.cards if c.column_id == column_id]
+    @property
+    def counts_visible(self) -> bool:
+        return self.viewer.is_animator or self.board.results_visible
+
+    @property
+    def votes_left(self) -> int:
+        return max(0, self.board.vote_budget - sum(self.my_votes.values()))
+
+    def cards_of(self, column_id: int | None, theme_id: int | None = None) -> list[Card]:
+        return [c for c in self.cards if c.column_id == column_id and c.theme_id == theme_id]
+
+    def unthemed(self, column_id: int | None) -> list[Card]:
+        return self.cards_of(column_id, None)
+
+    def themes_of(self, column_id: int | None) -> list[Theme]:
+        return [t for t in self.themes if t.column_id == column_id]
+
+    def card_count(self, column_id: int | None) -> int:
+        return sum(1 for c in self.cards if c.column_id == column_id and not c.hidden)
+
+    def votes_for(self, kind: str, item_id: int | None) -> int | None:
+        if not self.counts_visible or item_id is None:
+            return None
+        return (self.card_votes if kind == "c" else self.theme_votes)[item_id]
+
+    def ranking(self) -> list[dict[str, Any]]:
+        """Cards and themes with at least one dot, most dots first."""
+        columns = {c.id: c.title for c in self.columns}
+        items: list[dict[str, Any]] = []
+        for card in self.cards:
+            if self.card_votes[card.id or 0] and not card.hidden:
+                items.append({"kind": "card", "id": card.id, "text": card.text,
+                              "column_id": card.column_id, "column": columns.get(card.column_id),
+                              "theme_id": card.theme_id, "votes": self.card_votes[card.id or 0]})
+        for theme in self.themes:
+            if self.theme_votes[theme.id or 0]:
+                items.append({"kind": "theme", "id": theme.id, "text": theme.title,
+                              "column_id": theme.column_id, "column": columns.get(theme.column_id),
+                              "theme_id": theme.id, "votes": self.theme_votes[theme.id or 0]})
+        items.sort(key=lambda item: (-item["votes"], item["kind"], item["id"]))
+        return items
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -67,14 +164,17 @@ class BoardView:
             "title": self.board.title,
             "question": self.board.question,
             "template": self.board.template,
-            "phase": self.board.phase,
-            "locked": self.board.locked,
+            **settings_dict(self.board),
+            "timer": timer_dict(self.board),
             "seq": self.board.seq,
             "columns": [
                 {
                     "id": column.id,
                     "title": column.title,
-                    "cards": [card_dict(c) for c in self.cards_of(column.id)],
+                    "themes": [theme_dict(t, self.votes_for("t", t.id))
+                               for t in self.themes_of(column.id)],
+                    "cards": [card_dict(c, self.votes_for("c", c.id))
+                              for c in self.cards if c.column_id == column.id],
                 }
                 for column in self.columns
             ],
@@ -95,29 +195,23 @@ class PostResult:
     event: Event | None = field(default=None)
 
 
-def as_utc(moment: datetime) -> datetime:
-    """SQLite hands datetimes back without their zone; they were written in UTC."""
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
-def card_dict(card: Card) -> dict[str, Any]:
-    return {
-        "id": card.id,
-        "column_id": card.column_id,
-        "text": card.text,
-        "author": card.author,
-        "by_animator": card.by_animator,
-        "hidden": card.hidden,
-        "seq": card.seq,
-        "created_at": as_utc(card.created_at).isoformat() if card.created_at else None,
-    }
-
-
 class Commands:
     def __init__(self, store: Store, hub: Hub, settings: Settings) -> None:
         self.store = store
         self.hub = hub
         self.settings = settings
+
+    async def _emit(self, session: AsyncSession, board_id: int, type_: str,
+                    data: dict[str, Any]) -> Event:
+        """Take the next seq and log the event in the caller's transaction."""
+        seq = await self.store.take_seq(session, board_id)
+        event = Event(board_id, seq, type_, data)
+        self.store.log_event(session, event)
+        return event
+
+    async def _publish(self, events: list[Event]) -> None:
+        for event in events:
+            await self.hub.publish(event)
 
     # --- boards -----------------------------------------------------------------------
 
@@ -128,20 +222,32 @@ class Commands:
         question: object = "",
         template: object = None,
         columns: object = None,
+        anonymous: object = True,
+        event_id: int | None = None,
+        slot: object = "",
+        room: object = "",
+        animator_name: object = "",
     ) -> CreatedBoard:
         clean_title = domain.clean_line(title, field="title", limit=domain.MAX_TITLE,
                                         required=True)
         clean_question = domain.clean_line(question, field="question",
                                            limit=domain.MAX_QUESTION)
         template_id, titles = domain.board_columns(template, columns)
+        if not isinstance(anonymous, bool):
+            raise RuleViolation("invalid_field", field="anonymous")
         token = new_secret()
         async with self.store.write() as session:
             board = Board(
-                join_code=await self._free_join_code(session),
+                join_code=await self._free_code(session, Board),
                 title=clean_title,
                 question=clean_question,
                 template=template_id,
+                anonymous=anonymous,
+                event_id=event_id,
                 animator_secret_hash=hash_secret(token),
+                slot=domain.clean_line(slot, field="slot", limit=40),
+                room=domain.clean_line(room, field="room", limit=60),
+                animator_name=domain.clean_line(animator_name, field="animator_name", limit=60),
             )
             session.add(board)
             await session.flush()
@@ -152,12 +258,16 @@ class Commands:
             await session.flush()
         return CreatedBoard(board=board, columns=cols, animator_token=token)
 
-    async def _free_join_code(self, session: AsyncSession) -> str:
+    async def _free_code(self, session: AsyncSession, table: type[Board] | type[OrgEvent]
+                         ) -> str:
         for _ in range(20):
             code = domain.new_join_code()
-            if await self.store.board_by_code(session, code) is None:
+            found = await session.exec(select(table).where(table.join_code == code)) if (
+                table is Board) else await session.exec(
+                    select(OrgEvent).where(OrgEvent.code == code))
+            if found.first() is None:
                 return code
-        raise RuntimeError("could not find a free join code in 20 tries")
+        raise RuntimeError("could not find a free code in 20 tries")
 
     async def find_board(self, join_code: str) -> Board:
         code = domain.normalize_join_code(join_code)
@@ -193,9 +303,27 @@ class Commands:
                 raise RuleViolation("unknown_board", code=board.join_code)
             columns = await self.store.columns(session, board.id)
             cards = await self.store.cards(session, board.id)
-        if not viewer.is_animator:
-            cards = [c for c in cards if not c.hidden]
-        return BoardView(board=fresh, columns=columns, cards=cards, viewer=viewer)
+            themes = list((await session.exec(
+                select(Theme).where(Theme.board_id == board.id).order_by(col(Theme.id)))).all())
+            votes = list((await session.exec(
+                select(Vote).where(Vote.board_id == board.id))).all())
+        visible = [
+            c for c in cards
+            if domain.card_visible(
+                hidden=c.hidden, deleted=c.deleted, merged=c.merged_into is not None,
+                own=viewer.participant_id is not None and c.participant_id == viewer.participant_id,
+                silent=fresh.silent, is_animator=viewer.is_animator)
+        ]
+        view = BoardView(board=fresh, columns=columns, cards=visible, themes=themes,
+                         viewer=viewer)
+        for vote in votes:
+            if vote.card_id is not None:
+                view.card_votes[vote.card_id] += 1
+            if vote.theme_id is not None:
+                view.theme_votes[vote.theme_id] += 1
+            if viewer.participant_id is not None and vote.participant_id == viewer.participant_id:
+                view.my_votes[f"c{vote.card_id}" if vote.card_id else f"t{vote.theme_id}"] += 1
+        return view
 
     # --- participants -----------------------------------------------------------------
 
@@ -204,8 +332,9 @@ class Commands:
         token = new_secret()
         assert board.id is not None
         async with self.store.write() as session:
-            participant = Participant(board_id=board.id, name=clean or None,
-                                      token_hash=hash_secret(token))
+            participant = Participant(
+                board_id=board.id, name=None if board.anonymous else (clean or None),
+                token_hash=hash_secret(token))
             session.add(participant)
         return participant, token
 
@@ -222,17 +351,15 @@ class Commands:
             client_id = uuid.uuid4().hex
         if not isinstance(client_id, str | int) or len(str(client_id)) > 64:
             raise RuleViolation("invalid_field", field="client_id")
-        if isinstance(column_id, str) and column_id.isdigit():
-            column_id = int(column_id)
-        if not isinstance(column_id, int) or isinstance(column_id, bool):
-            raise RuleViolation("invalid_field", field="column_id")
+        column_id = _as_id(column_id, "column_id")
         assert board.id is not None
         async with self.store.write() as session:
-            existing = await self._card_by_client_id(session, board.id, actor, str(client_id))
+            existing = (await session.exec(select(Card).where(
+                Card.board_id == board.id, Card.author_key == actor.author_key,
+                Card.client_id == str(client_id)))).first()
             if existing is not None:
                 return PostResult(card=existing, created=False)
-            fresh = await session.get(Board, board.id)
-            assert fresh is not None
+            fresh = await self._board(session, board.id)
             domain.check_can_post(phase=fresh.phase, locked=fresh.locked,
                                   is_animator=actor.is_animator)
             column = await session.get(BoardColumn, column_id)
@@ -242,50 +369,123 @@ class Commands:
             card = Card(
                 board_id=board.id, column_id=column_id, participant_id=actor.participant_id,
                 author_key=actor.author_key, client_id=str(client_id), text=clean,
-                author=actor.name, by_animator=actor.is_animator, seq=seq,
+                author=None if fresh.anonymous else actor.name, by_animator=actor.is_animator,
+                seq=seq,
             )
             session.add(card)
             await session.flush()
-            event = Event(board.id, seq, "card.posted", card_dict(card))
+            data = card_dict(card)
+            if fresh.silent and not actor.is_animator:
+                data["silent"] = True
+            event = Event(board.id, seq, "card.posted", data)
             self.store.log_event(session, event)
         await self.hub.publish(event)
         return PostResult(card=card, created=True, event=event)
 
-    async def _card_by_client_id(
-        self, session: AsyncSession, board_id: int, actor: Actor, client_id: str
-    ) -> Card | None:
-        result = await session.exec(
-            select(Card).where(
-                Card.board_id == board_id,
-                Card.author_key == actor.author_key,
-                Card.client_id == client_id,
-            )
-        )
-        return result.first()
+    async def update_card(self, board: Board, actor: Actor, *, card_id: int,
+                          changes: dict[str, Any]) -> Card:
+        """Animator: hide/restore, edit text, move to a column or theme (later move wins)."""
+        self._require_animator(actor)
+        unknown = sorted(set(changes) - {"hidden", "theme_id", "column_id", "text"})
+        if unknown or not changes:
+            raise RuleViolation("invalid_field", field=unknown[0] if unknown else "hidden")
+        if "hidden" in changes and not isinstance(changes["hidden"], bool):
+            raise RuleViolation("invalid_field", field="hidden")
+        new_text = (domain.clean_text(changes["text"], limit=self.settings.max_card_length)
+                    if "text" in changes else None)
+        assert board.id is not None
+        events: list[Event] = []
+        async with self.store.write() as session:
+            card = await self._card(session, board.id, card_id)
+            if card.deleted or card.merged_into is not None:
+                raise RuleViolation("card_unavailable")
+            moved = False
+            if "column_id" in changes:
+                column_id = _as_id(changes["column_id"], "column_id")
+                column = await session.get(BoardColumn, column_id)
+                if column is None or column.board_id != board.id:
+                    raise RuleViolation("unknown_column")
+                if card.column_id != column_id:
+                    card.column_id, card.theme_id, moved = column_id, None, True
+            if "theme_id" in changes:
+                if changes["theme_id"] is None:
+                    moved = moved or card.theme_id is not None
+                    card.theme_id = None
+                else:
+                    theme = await self._theme(session, board.id,
+                                              _as_id(changes["theme_id"], "theme_id"))
+                    if card.theme_id != theme.id or card.column_id != theme.column_id:
+                        card.theme_id, card.column_id, moved = theme.id, theme.column_id, True
+            edited = new_text is not None and new_text != card.text
+            if new_text is not None and edited:
+                card.text = new_text  # the original stays in the event log
+            visibility = "hidden" in changes and changes["hidden"] != card.hidden
+            if visibility:
+                card.hidden = changes["hidden"]
+            session.add(card)
+            await session.flush()
+            if moved or edited:
+                events.append(await self._emit(session, board.id, "card.updated",
+                                               card_dict(card)))
+            if visibility:
+                events.append(await self._emit(
+                    session, board.id, "card.hidden" if card.hidden else "card.restored",
+                    card_dict(card)))
+        await self._publish(events)
+        return card
 
     async def set_hidden(self, board: Board, actor: Actor, *, card_id: int,
                          hidden: object) -> Card:
-        self._require_animator(actor)
         if not isinstance(hidden, bool):
             raise RuleViolation("invalid_field", field="hidden")
+        return await self.update_card(board, actor, card_id=card_id,
+                                      changes={"hidden": hidden})
+
+    async def delete_card(self, board: Board, actor: Actor, *, card_id: int) -> None:
+        self._require_animator(actor)
         assert board.id is not None
         event: Event | None = None
         async with self.store.write() as session:
-            card = await session.get(Card, card_id)
-            if card is None or card.board_id != board.id:
-                raise RuleViolation("unknown_card")
-            if card.hidden != hidden:
-                card.hidden = hidden
-                seq = await self.store.take_seq(session, board.id)
+            card = await self._card(session, board.id, card_id)
+            if not card.deleted:
+                card.deleted = True
                 session.add(card)
-                event = Event(board.id, seq, "card.hidden" if hidden else "card.restored",
-                              card_dict(card))
-                self.store.log_event(session, event)
+                await session.execute(sa.delete(Vote).where(col(Vote.card_id) == card_id))
+                event = await self._emit(session, board.id, "card.deleted",
+                                         {"id": card.id, "column_id": card.column_id})
         if event is not None:
             await self.hub.publish(event)
-        return card
 
-    # --- columns and settings ---------------------------------------------------------
+    async def merge_cards(self, board: Board, actor: Actor, *, card_id: int,
+                          into: object) -> Card:
+        """Fold a duplicate into another card: its text and its dots go along."""
+        self._require_animator(actor)
+        target_id = _as_id(into, "into")
+        if target_id == card_id:
+            raise RuleViolation("merge_into_self")
+        assert board.id is not None
+        async with self.store.write() as session:
+            source = await self._card(session, board.id, card_id)
+            target = await self._card(session, board.id, target_id)
+            for card in (source, target):
+                if card.deleted or card.merged_into is not None:
+                    raise RuleViolation("card_unavailable")
+            texts = json.loads(target.merged_texts or "[]")
+            texts += [source.text, *json.loads(source.merged_texts or "[]")]
+            target.merged_texts = json.dumps(texts, ensure_ascii=False)
+            source.merged_into = target.id
+            session.add_all([source, target])
+            await session.execute(sa.update(Vote).where(col(Vote.card_id) == card_id)
+                                  .values(card_id=target_id))
+            await session.flush()
+            votes = await self._count_votes(session, card_id=target_id)
+            event = await self._emit(session, board.id, "card.merged", {
+                "id": source.id, "column_id": source.column_id,
+                "into": card_dict(target), "votes": votes})
+        await self.hub.publish(event)
+        return target
+
+    # --- columns and themes -----------------------------------------------------------
 
     async def rename_column(self, board: Board, actor: Actor, *, column_id: int,
                             title: object) -> BoardColumn:
@@ -301,41 +501,197 @@ class Commands:
             if column.title != clean:
                 column.title = clean
                 session.add(column)
-                seq = await self.store.take_seq(session, board.id)
-                event = Event(board.id, seq, "column.renamed", {"id": column.id, "title": clean})
-                self.store.log_event(session, event)
+                event = await self._emit(session, board.id, "column.renamed",
+                                         {"id": column.id, "title": clean})
         if event is not None:
             await self.hub.publish(event)
         return column
 
-    async def update_settings(self, board: Board, actor: Actor,
-                              changes: dict[str, Any]) -> dict[str, Any]:
+    async def create_theme(self, board: Board, actor: Actor, *, column_id: object,
+                           title: object) -> Theme:
         self._require_animator(actor)
-        unknown = set(changes) - {"phase", "locked"}
-        if unknown:
-            raise RuleViolation("invalid_field", field=sorted(unknown)[0])
-        if "phase" in changes:
-            domain.check_phase(changes["phase"])
-        if "locked" in changes and not isinstance(changes["locked"], bool):
-            raise RuleViolation("invalid_field", field="locked")
+        clean = domain.clean_line(title, field="title", limit=domain.MAX_THEME_TITLE,
+                                  required=True)
+        cid = _as_id(column_id, "column_id")
+        assert board.id is not None
+        async with self.store.write() as session:
+            column = await session.get(BoardColumn, cid)
+            if column is None or column.board_id != board.id:
+                raise RuleViolation("unknown_column")
+            theme = Theme(board_id=board.id, column_id=cid, title=clean)
+            session.add(theme)
+            await session.flush()
+            event = await self._emit(session, board.id, "theme.created", theme_dict(theme))
+        await self.hub.publish(event)
+        return theme
+
+    async def rename_theme(self, board: Board, actor: Actor, *, theme_id: int,
+                           title: object) -> Theme:
+        self._require_animator(actor)
+        clean = domain.clean_line(title, field="title", limit=domain.MAX_THEME_TITLE,
+                                  required=True)
         assert board.id is not None
         event: Event | None = None
         async with self.store.write() as session:
-            fresh = await session.get(Board, board.id)
-            assert fresh is not None
+            theme = await self._theme(session, board.id, theme_id)
+            if theme.title != clean:
+                theme.title = clean
+                session.add(theme)
+                event = await self._emit(session, board.id, "theme.updated", theme_dict(theme))
+        if event is not None:
+            await self.hub.publish(event)
+        return theme
+
+    async def delete_theme(self, board: Board, actor: Actor, *, theme_id: int) -> None:
+        """The theme goes; its cards stay in the column, unthemed; its dots go."""
+        self._require_animator(actor)
+        assert board.id is not None
+        async with self.store.write() as session:
+            theme = await self._theme(session, board.id, theme_id)
+            await session.execute(sa.update(Card).where(col(Card.theme_id) == theme_id)
+                                  .values(theme_id=None))
+            await session.execute(sa.delete(Vote).where(col(Vote.theme_id) == theme_id))
+            await session.delete(theme)
+            event = await self._emit(session, board.id, "theme.deleted",
+                                     {"id": theme_id, "column_id": theme.column_id})
+        await self.hub.publish(event)
+
+    # --- settings and timer -----------------------------------------------------------
+
+    async def update_settings(self, board: Board, actor: Actor,
+                              changes: dict[str, Any]) -> dict[str, Any]:
+        self._require_animator(actor)
+        clean = domain.check_settings(changes)
+        assert board.id is not None
+        event: Event | None = None
+        async with self.store.write() as session:
+            fresh = await self._board(session, board.id)
             before = settings_dict(fresh)
-            for key, value in changes.items():
+            for key, value in clean.items():
                 setattr(fresh, key, value)
             after = settings_dict(fresh)
             if after != before:
                 session.add(fresh)
                 await session.flush()
-                seq = await self.store.take_seq(session, board.id)
-                event = Event(board.id, seq, "board.updated", after)
-                self.store.log_event(session, event)
+                data = dict(after)
+                if before["silent"] and not after["silent"]:
+                    data["revealed"] = True
+                event = await self._emit(session, board.id, "board.updated", data)
         if event is not None:
             await self.hub.publish(event)
         return after
+
+    async def timer(self, board: Board, actor: Actor, *, action: object,
+                    seconds: object = None) -> dict[str, Any]:
+        self._require_animator(actor)
+        assert board.id is not None
+        async with self.store.write() as session:
+            fresh = await self._board(session, board.id)
+            now = time.time()
+            current = timer_dict(fresh, now)
+            running, remaining = domain.timer_state(
+                action=action, seconds=seconds, running=current["running"],
+                remaining=float(current["remaining"]))
+            fresh.timer_running, fresh.timer_remaining = running, remaining
+            fresh.timer_changed_at = datetime.fromtimestamp(now, UTC)
+            session.add(fresh)
+            await session.flush()
+            state = timer_dict(fresh, now)
+            event = await self._emit(session, board.id, "timer.updated", state)
+        await self.hub.publish(event)
+        return state
+
+    # --- votes ------------------------------------------------------------------------
+
+    async def vote(self, board: Board, actor: Actor, target: dict[str, Any], *,
+                   remove: bool = False) -> int:
+        """Put (or take back) one dot on a card or a theme; returns the dots left."""
+        if actor.role == "public":
+            raise RuleViolation("auth_required")
+        if actor.participant_id is None:
+            raise RuleViolation("invalid_token")  # the animator has no dots
+        card_id, theme_id = _vote_target(target)
+        assert board.id is not None
+        async with self.store.write() as session:
+            fresh = await self._board(session, board.id)
+            if card_id is not None:
+                card = await self._card(session, board.id, card_id)
+                if card.hidden or card.deleted or card.merged_into is not None:
+                    raise RuleViolation("card_unavailable")
+            else:
+                await self._theme(session, board.id, theme_id or 0)
+            mine = (await session.exec(select(Vote).where(
+                Vote.board_id == board.id, Vote.participant_id == actor.participant_id))).all()
+            on_item = [v for v in mine if v.card_id == card_id and v.theme_id == theme_id]
+            if remove:
+                domain.check_unvote(phase=fresh.phase, my_votes_on_item=len(on_item))
+                await session.delete(on_item[-1])
+                left = fresh.vote_budget - len(mine) + 1
+            else:
+                left = domain.check_vote(
+                    phase=fresh.phase, budget=fresh.vote_budget,
+                    max_per_item=fresh.max_votes_per_item, my_votes=len(mine),
+                    my_votes_on_item=len(on_item))
+                session.add(Vote(board_id=board.id, participant_id=actor.participant_id,
+                                 card_id=card_id, theme_id=theme_id))
+            await session.flush()
+            total = await self._count_votes(session, card_id=card_id, theme_id=theme_id)
+            key = "card_id" if card_id is not None else "theme_id"
+            event = await self._emit(session, board.id, "vote.changed", {
+                key: card_id if card_id is not None else theme_id, "votes": total,
+                "results_visible": fresh.results_visible})
+        await self.hub.publish(event)
+        return max(0, left)
+
+    async def results(self, board: Board, actor: Actor) -> list[dict[str, Any]]:
+        view = await self.view(board, actor)
+        if not view.counts_visible:
+            raise RuleViolation("results_hidden")
+        return view.ranking()
+
+    # --- events (a day of ateliers) ---------------------------------------------------
+
+    async def create_event(self, *, title: object) -> tuple[OrgEvent, str]:
+        clean = domain.clean_line(title, field="title", limit=domain.MAX_TITLE, required=True)
+        token = new_secret()
+        async with self.store.write() as session:
+            org = OrgEvent(code=await self._free_code(session, OrgEvent), title=clean,
+                           organiser_secret_hash=hash_secret(token))
+            session.add(org)
+            await session.flush()
+        return org, token
+
+    async def find_event(self, code: str) -> OrgEvent:
+        clean = domain.normalize_join_code(code)
+        async with self.store.read() as session:
+            org = (await session.exec(select(OrgEvent).where(OrgEvent.code == clean))).first()
+        if org is None:
+            raise RuleViolation("unknown_event", code=clean[:12])
+        return org
+
+    @staticmethod
+    def check_organiser(org: OrgEvent, token: str | None) -> None:
+        if not token:
+            raise RuleViolation("auth_required")
+        if not secret_matches(token, org.organiser_secret_hash):
+            raise RuleViolation("organiser_only")
+
+    async def event_boards(self, org: OrgEvent) -> list[dict[str, Any]]:
+        """Each atelier of the event with its phase and cards posted (presence added by web)."""
+        async with self.store.read() as session:
+            boards = list((await session.exec(
+                select(Board).where(Board.event_id == org.id)
+                .order_by(col(Board.slot), col(Board.id)))).all())
+            counts: dict[int, int] = dict((await session.execute(
+                sa.select(col(Card.board_id), sa.func.count()).where(
+                    col(Card.board_id).in_([b.id for b in boards]),
+                    col(Card.deleted).is_(False), col(Card.merged_into).is_(None))
+                .group_by(col(Card.board_id)))).tuples().all())
+        return [{"id": b.id, "join_code": b.join_code, "title": b.title, "slot": b.slot,
+                 "room": b.room, "animator_name": b.animator_name, "phase": b.phase,
+                 "cards": counts.get(b.id or 0, 0)} for b in boards]
+
+    # --- helpers ----------------------------------------------------------------------
 
     @staticmethod
     def _require_animator(actor: Actor) -> None:
@@ -344,6 +700,47 @@ class Commands:
         if not actor.is_animator:
             raise RuleViolation("animator_only")
 
+    @staticmethod
+    async def _board(session: AsyncSession, board_id: int) -> Board:
+        board = await session.get(Board, board_id)
+        if board is None:
+            raise RuleViolation("unknown_board", code="?")
+        return board
 
-def settings_dict(board: Board) -> dict[str, Any]:
-    return {"phase": board.phase, "locked": board.locked}
+    @staticmethod
+    async def _card(session: AsyncSession, board_id: int, card_id: int) -> Card:
+        card = await session.get(Card, card_id)
+        if card is None or card.board_id != board_id:
+            raise RuleViolation("unknown_card")
+        return card
+
+    @staticmethod
+    async def _theme(session: AsyncSession, board_id: int, theme_id: int) -> Theme:
+        theme = await session.get(Theme, theme_id)
+        if theme is None or theme.board_id != board_id:
+            raise RuleViolation("unknown_theme")
+        return theme
+
+    @staticmethod
+    async def _count_votes(session: AsyncSession, *, card_id: int | None = None,
+                           theme_id: int | None = None) -> int:
+        query = sa.select(sa.func.count()).select_from(Vote)
+        query = query.where(col(Vote.card_id) == card_id) if card_id is not None else (
+            query.where(col(Vote.theme_id) == theme_id))
+        return int((await session.execute(query)).scalar_one())
+
+
+def _as_id(value: object, field_name: str) -> int:
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise RuleViolation("invalid_field", field=field_name)
+    return value
+
+
+def _vote_target(target: dict[str, Any]) -> tuple[int | None, int | None]:
+    card, theme = target.get("card_id"), target.get("theme_id")
+    if (card is None) == (theme is None) or set(target) - {"card_id", "theme_id"}:
+        raise RuleViolation("invalid_field", field="card_id")
+    return (_as_id(card, "card_id"), None) if card is not None else (
+        None, _as_id(theme, "theme_id"))

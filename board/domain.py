@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 import unicodedata
 from collections.abc import Sequence
+from typing import TypeGuard
 
 from board.errors import RuleViolation
 from board.presets import BY_ID, FREE
@@ -88,3 +89,89 @@ def check_can_post(*, phase: str, locked: bool, is_animator: bool) -> None:
         raise RuleViolation("board_closed", phase=phase)
     if locked:
         raise RuleViolation("board_locked")
+
+
+# --- facilitation: settings, silent writing, votes, timer ---------------------------------
+
+SETTING_KEYS = ("phase", "silent", "locked", "vote_budget", "max_votes_per_item",
+                "results_visible")
+MAX_VOTE_BUDGET = 20
+MAX_THEME_TITLE = 80
+MAX_TIMER_SECONDS = 3 * 60 * 60
+VOTE_PHASE = "vote"
+
+
+def check_settings(changes: dict[str, object]) -> dict[str, object]:
+    """Validate a PATCH of board settings; returns the cleaned changes."""
+    unknown = sorted(set(changes) - set(SETTING_KEYS))
+    if unknown:
+        raise RuleViolation("invalid_field", field=unknown[0])
+    clean: dict[str, object] = {}
+    for key, value in changes.items():
+        if key == "phase":
+            clean[key] = check_phase(value)
+        elif key in ("silent", "locked", "results_visible"):
+            if not isinstance(value, bool):
+                raise RuleViolation("invalid_field", field=key)
+            clean[key] = value
+        elif key == "vote_budget":
+            if not _is_int(value) or not 1 <= value <= MAX_VOTE_BUDGET:
+                raise RuleViolation("bad_budget", limit=MAX_VOTE_BUDGET)
+            clean[key] = value
+        elif key == "max_votes_per_item":
+            if value is not None and (not _is_int(value) or value < 1):
+                raise RuleViolation("invalid_field", field=key)
+            clean[key] = value
+    return clean
+
+
+def _is_int(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def card_visible(*, hidden: bool, deleted: bool, merged: bool, own: bool, silent: bool,
+                 is_animator: bool) -> bool:
+    """Whether one viewer sees one card. Silent writing: participants see only their own."""
+    if deleted or merged:
+        return False
+    if is_animator:
+        return True
+    if hidden:
+        return False
+    return own or not silent
+
+
+def check_vote(*, phase: str, budget: int, max_per_item: int | None, my_votes: int,
+               my_votes_on_item: int) -> int:
+    """Whether one more dot may go on an item; returns the dots left after it."""
+    if phase != VOTE_PHASE:
+        raise RuleViolation("not_voting", phase=phase)
+    if my_votes >= budget:
+        raise RuleViolation("vote_budget_spent", budget=budget)
+    if max_per_item is not None and my_votes_on_item >= max_per_item:
+        raise RuleViolation("vote_item_limit", limit=max_per_item)
+    return budget - my_votes - 1
+
+
+def check_unvote(*, phase: str, my_votes_on_item: int) -> None:
+    if phase != VOTE_PHASE:
+        raise RuleViolation("not_voting", phase=phase)
+    if my_votes_on_item <= 0:
+        raise RuleViolation("no_vote_to_remove")
+
+
+def timer_state(*, action: object, seconds: object, running: bool, remaining: float,
+                ) -> tuple[bool, float]:
+    """Next (running, seconds remaining) of the atelier timer after an animator action."""
+    if action not in ("start", "pause", "add", "reset"):
+        raise RuleViolation("invalid_field", field="action")
+    if seconds is not None and not (_is_int(seconds) and 0 < seconds <= MAX_TIMER_SECONDS):
+        raise RuleViolation("invalid_field", field="seconds")
+    step = float(seconds) if seconds is not None else None
+    if action == "start":
+        return True, step if step is not None else (remaining or 300.0)
+    if action == "pause":
+        return False, remaining
+    if action == "add":
+        return running, min(remaining + (step or 60.0), float(MAX_TIMER_SECONDS))
+    return False, 0.0

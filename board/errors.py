@@ -49,6 +49,52 @@ MESSAGES: dict[str, tuple[int, str, str]] = {
         "L'animation a suspendu les contributions pour le moment.",
         "The animator has paused posting for now.",
     ),
+    "bad_budget": (
+        422,
+        "Le nombre de points par personne doit être entre 1 et {limit}.",
+        "The number of dots per person must be between 1 and {limit}.",
+    ),
+    "not_voting": (
+        409,
+        "Le vote n'est pas ouvert (phase : {phase}).",
+        "Voting is not open (phase: {phase}).",
+    ),
+    "vote_budget_spent": (
+        409,
+        "Vous avez déjà utilisé vos {budget} points. Retirez-en un pour voter ailleurs.",
+        "You have already used your {budget} dots. Take one back to vote elsewhere.",
+    ),
+    "vote_item_limit": (
+        409,
+        "Au plus {limit} point(s) par carte ou thème.",
+        "At most {limit} dot(s) per card or theme.",
+    ),
+    "no_vote_to_remove": (
+        409,
+        "Vous n'avez pas de point sur cet élément.",
+        "You have no dot on this item.",
+    ),
+    "unknown_theme": (404, "Ce thème n'existe pas dans ce tableau.",
+                      "That theme does not exist on this board."),
+    "card_unavailable": (
+        409,
+        "Cette carte n'est plus disponible (masquée, supprimée ou fusionnée).",
+        "This card is no longer available (hidden, deleted or merged).",
+    ),
+    "merge_into_self": (422, "Une carte ne peut pas être fusionnée avec elle-même.",
+                        "A card cannot be merged into itself."),
+    "results_hidden": (
+        403,
+        "Les résultats ne sont pas encore affichés par l'animation.",
+        "The animator has not shown the results yet.",
+    ),
+    "unknown_event": (
+        404,
+        "Aucun événement ne porte le code « {code} ».",
+        "No event has the code '{code}'.",
+    ),
+    "organiser_only": (403, "Seule l'organisation de l'événement peut faire cela.",
+                       "Only the event's organiser can do that."),
     "invalid_json": (
         400,
         "Le corps de la requête n'est pas du JSON valide.",

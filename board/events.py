@@ -15,13 +15,24 @@ from typing import Any
 # type -> what `data` holds. The README documents each; tests/unit/test_docs.py checks it.
 EVENT_TYPES: dict[str, str] = {
     "card.posted": "a card was posted; data is the card",
+    "card.updated": "the animator edited or moved a card (column, theme); data is the card",
     "card.hidden": "the animator hid a card; data is the card (text only for the animator)",
     "card.restored": "the animator restored a hidden card; data is the card",
+    "card.deleted": "the animator deleted a card; data is {id, column_id}",
+    "card.merged": "a duplicate was folded into another card; data is {id, column_id, into}",
     "column.renamed": "a column got a new title; data is {id, title}",
-    "board.updated": "board settings changed; data is {phase, locked}",
+    "theme.created": "a theme was created in a column; data is {id, column_id, title}",
+    "theme.updated": "a theme was renamed; data is {id, column_id, title}",
+    "theme.deleted": "a theme was removed, its cards stay unthemed; data is {id, column_id}",
+    "board.updated": "board settings changed; data is the settings",
+    "vote.changed": "a dot was put or taken back; data is {card_id|theme_id, votes}",
+    "timer.updated": "the timer started, paused or changed; data is {running, remaining, "
+                     "ends_at}",
     "snapshot": "the whole board as the caller may see it (not stored; sent on (re)connect)",
     "presence": "participants connected now, {participants} (ephemeral, seq null)",
 }
+
+CARD_EVENTS = frozenset({"card.posted", "card.updated", "card.hidden", "card.restored"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,18 +57,34 @@ class Event:
 
 
 def public_card(card: dict[str, Any]) -> dict[str, Any]:
-    """What participants, projectors and participant API clients see of a card."""
-    if not card.get("hidden"):
-        return card
-    return {"id": card["id"], "column_id": card["column_id"], "hidden": True, "seq": card["seq"]}
+    """A card a non-animator may not read: only where it is, never what it says."""
+    flag = "silent" if card.get("silent") and not card.get("hidden") else "hidden"
+    return {"id": card["id"], "column_id": card["column_id"], flag: True, "seq": card["seq"]}
 
 
-def for_public(event: Event, hidden_now: frozenset[int] = frozenset()) -> dict[str, Any]:
-    """The event's data as a non-animator may see it; hidden_now redacts replayed posts."""
+def for_public(event: Event, invisible_now: frozenset[int] | None = None, *,
+               results_visible: bool = False) -> dict[str, Any]:
+    """The event's data as a non-animator may see it.
+
+    Live, the event's own flags decide (hidden, silent writing, results not shown). On a
+    replay, ``invisible_now`` (cards this viewer cannot see today) decides instead, so a card
+    hidden since is not replayed and one revealed since is.
+    """
     data = event.data
-    if event.type.startswith("card.") and "text" in data:
-        if data.get("hidden") or data["id"] in hidden_now:
-            return public_card({**data, "hidden": True})
+    if event.type in CARD_EVENTS:
+        if invisible_now is not None:
+            if data["id"] in invisible_now:
+                return public_card({**data, "hidden": True})
+            data = {k: v for k, v in data.items() if k != "silent"}
+        elif data.get("hidden") or data.get("silent"):
+            return public_card(data)
+        if "votes" in data and not results_visible:
+            data = {k: v for k, v in data.items() if k != "votes"}
+        return data
+    if event.type == "vote.changed" and not data.get("results_visible"):
+        return {}
+    if event.type == "card.merged" and not results_visible:
+        return {k: v for k, v in data.items() if k != "votes"}
     return data
 
 

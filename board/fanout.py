@@ -13,7 +13,9 @@ import contextlib
 import logging
 from collections import Counter
 from collections.abc import AsyncIterator
+from typing import Any
 
+from board.commands import settings_dict
 from board.events import Event
 from board.hub import Hub
 from board.render import Audience, Renderer
@@ -61,6 +63,7 @@ class Feed:
         self.clients: dict[Audience, set[Client]] = {}
         self.last_seq = 0
         self.join_code = ""
+        self.settings: dict[str, Any] = {}
         self.present: Counter[int] = Counter()
         self.presence_dirty = asyncio.Event()
         self.ready = asyncio.Event()
@@ -105,6 +108,7 @@ class Feed:
                 if board is None:
                     raise LookupError(f"board {self.board_id} is gone")
                 self.last_seq, self.join_code = board.seq, board.join_code
+                self.settings = settings_dict(board)
                 self.ready.set()
                 async for event in sub:
                     await self.deliver(event)
@@ -135,8 +139,10 @@ class Feed:
         if event.seq <= self.last_seq:
             return
         self.last_seq = event.seq
+        if event.type == "board.updated":
+            self.settings = {**self.settings, **event.data}
         for audience, group in self.clients.items():
-            text = self.fanout.renderer.frame(event, audience, self.join_code)
+            text = self.fanout.renderer.frame(event, audience, self.join_code, self.settings)
             for client in group:
                 client.offer(event.seq, text)
 

@@ -13,7 +13,7 @@ VENDOR = STATIC / "vendor"
 MIGRATIONS = _ROOT / "migrations"
 LOCALES = _PACKAGE / "locales"
 
-VENDOR_FILES = ("htmx.min.js", "hx-ws.min.js", "hx-upsert.min.js")
+VENDOR_FILES = ("htmx.min.js", "hx-ws.min.js", "hx-upsert.min.js", "Sortable.min.js")
 
 
 def missing_vendor_files() -> list[str]:

@@ -13,6 +13,7 @@ from babel.support import NullTranslations, Translations
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from board import paths
+from board.commands import timer_dict
 from board.events import Event, for_public
 from board.presets import TEMPLATES
 
@@ -46,6 +47,13 @@ def load_translations(lang: str) -> NullTranslations:
     return Translations(fp=buffer)
 
 
+def merged_texts(card: Any) -> list[str]:
+    """Texts folded into a card, whether it is a table row (JSON text) or an event's dict."""
+    raw = card["merged_texts"] if isinstance(card, dict) else getattr(card, "merged_texts", [])
+    texts = json.loads(raw) if isinstance(raw, str) else raw
+    return [str(t) for t in texts or []]
+
+
 def make_environment(lang: str) -> Environment:
     env = Environment(
         loader=FileSystemLoader(paths.TEMPLATES),
@@ -54,8 +62,12 @@ def make_environment(lang: str) -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.install_gettext_translations(load_translations(lang), newstyle=True)  # type: ignore[attr-defined]
-    env.globals.update(lang=lang, langs=LANGS, templates=TEMPLATES)
+    translations = load_translations(lang)
+    env.install_gettext_translations(translations, newstyle=True)  # type: ignore[attr-defined]
+    env.globals.update(
+        lang=lang, langs=LANGS, templates=TEMPLATES, board_timer=timer_dict,
+        merged_texts=merged_texts,
+    )
     return env
 
 
@@ -68,14 +80,18 @@ class Renderer:
 
     # --- websocket frames -------------------------------------------------------------
 
-    def frame(self, event: Event, audience: Audience, code: str,
-              hidden_now: frozenset[int] = frozenset()) -> str:
-        """One event as a text frame for one audience (rendered once, sent to many)."""
-        data = event.data if audience.animator else for_public(event, hidden_now)
+    def frame(self, event: Event, audience: Audience, code: str, st: dict[str, Any],
+              invisible_now: frozenset[int] | None = None) -> str:
+        """One event as a text frame for one audience (rendered once, sent to many).
+
+        ``st`` holds the board's settings as of this event (phase, results_visible…).
+        """
+        data = event.data if audience.animator else for_public(
+            event, invisible_now, results_visible=bool(st.get("results_visible")))
         if not audience.html:
             return json.dumps({"seq": event.seq, "type": event.type, "data": data},
                               ensure_ascii=False, separators=(",", ":"))
-        content = self._push(audience, type=event.type, data=data, code=code)
+        content = self._push(audience, type=event.type, data=data, code=code, st=st)
         return json.dumps({"seq": event.seq, "type": event.type, "content": content},
                           ensure_ascii=False, separators=(",", ":"))
 
@@ -90,7 +106,7 @@ class Renderer:
             return json.dumps({"seq": view_dict["seq"], "type": "snapshot", "data": view_dict},
                               ensure_ascii=False, separators=(",", ":"))
         content = self._push(audience, type="snapshot", bv=board_view, data={},
-                             code=board_view.board.join_code)
+                             code=board_view.board.join_code, st=board_view.board)
         return json.dumps({"seq": view_dict["seq"], "type": "snapshot", "content": content},
                           ensure_ascii=False, separators=(",", ":"))
 
@@ -98,6 +114,7 @@ class Renderer:
         if not audience.html:
             return json.dumps({"seq": None, "type": "presence", "data": {"participants": count}},
                               separators=(",", ":"))
-        content = self._push(audience, type="presence", data={"participants": count}, code="")
+        content = self._push(audience, type="presence", data={"participants": count}, code="",
+                             st={})
         return json.dumps({"seq": None, "type": "presence", "content": content},
                           ensure_ascii=False, separators=(",", ":"))

@@ -46,6 +46,10 @@ def animator_cookie(join_code: str) -> str:
     return f"ab_a_{join_code}"
 
 
+def organiser_cookie(event_code: str) -> str:
+    return f"ab_o_{event_code}"
+
+
 def bearer_token(headers: Headers) -> str | None:
     value = headers.get("authorization", "")
     scheme, _, token = value.partition(" ")

@@ -127,10 +127,16 @@ class Store:
         ]
 
     @staticmethod
-    async def hidden_card_ids(session: AsyncSession, board_id: int) -> frozenset[int]:
-        result = await session.exec(
-            select(Card.id).where(Card.board_id == board_id, col(Card.hidden).is_(True))
-        )
+    async def invisible_card_ids(session: AsyncSession, board: Board,
+                                 participant_id: int | None) -> frozenset[int]:
+        """Cards a non-animator cannot see now: hidden, deleted, merged, or another's while
+        silent writing is on."""
+        hidden = sa.or_(col(Card.hidden).is_(True), col(Card.deleted).is_(True),
+                        col(Card.merged_into).is_not(None))
+        if board.silent:
+            hidden = sa.or_(hidden, sa.or_(col(Card.participant_id).is_(None),
+                                           col(Card.participant_id) != (participant_id or -1)))
+        result = await session.exec(select(Card.id).where(Card.board_id == board.id, hidden))
         return frozenset(i for i in result.all() if i is not None)
 
     # --- writes (call inside `write()`) ------------------------------------------------

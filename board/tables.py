@@ -25,9 +25,40 @@ class Board(SQLModel, table=True):
     template: str = Field(max_length=40)
     phase: str = Field(default="collecte", max_length=20)
     locked: bool = False
+    anonymous: bool = True  # no pseudonym stored or shown, not even to the animator
+    silent: bool = False  # silent writing: participants see only their own cards
+    vote_budget: int = 3
+    max_votes_per_item: int | None = None
+    results_visible: bool = False
+    timer_running: bool = False
+    timer_remaining: float = 0.0  # seconds left when last changed
+    timer_changed_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
+    event_id: int | None = Field(default=None, foreign_key="org_event.id", index=True,
+                                 ondelete="SET NULL")
+    slot: str = Field(default="", max_length=40)
+    room: str = Field(default="", max_length=60)
+    animator_name: str = Field(default="", max_length=60)
     animator_secret_hash: str = Field(max_length=64)
     seq: int = 0  # seq of the latest event in board_event
     created_at: datetime = _created()
+
+
+class OrgEvent(SQLModel, table=True):
+    """A day (or days) of ateliers: groups boards for the organiser and the plenary."""
+
+    __tablename__ = "org_event"
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(max_length=16, unique=True, index=True)
+    title: str = Field(max_length=120)
+    organiser_secret_hash: str = Field(max_length=64)
+    created_at: datetime = _created()
+
+
+class Theme(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    board_id: int = Field(foreign_key="board.id", index=True, ondelete="CASCADE")
+    column_id: int = Field(foreign_key="board_column.id", ondelete="CASCADE")
+    title: str = Field(max_length=80)
 
 
 class BoardColumn(SQLModel, table=True):
@@ -63,7 +94,22 @@ class Card(SQLModel, table=True):
     by_animator: bool = False
     text: str = Field(max_length=2000)
     hidden: bool = False
+    deleted: bool = False
+    theme_id: int | None = Field(default=None, foreign_key="theme.id", ondelete="SET NULL")
+    merged_into: int | None = Field(default=None, foreign_key="card.id", ondelete="SET NULL")
+    merged_texts: str = "[]"  # JSON list of the texts merged into this card
     seq: int  # seq of the event that created it
+    created_at: datetime = _created()
+
+
+class Vote(SQLModel, table=True):
+    """One dot; card_id or theme_id. Who voted is never shown, only counted."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    board_id: int = Field(foreign_key="board.id", index=True, ondelete="CASCADE")
+    participant_id: int = Field(foreign_key="participant.id", index=True, ondelete="CASCADE")
+    card_id: int | None = Field(default=None, foreign_key="card.id", ondelete="CASCADE")
+    theme_id: int | None = Field(default=None, foreign_key="theme.id", ondelete="CASCADE")
     created_at: datetime = _created()
 
 

@@ -37,6 +37,48 @@
     document.body.classList.add("is-offline");
   });
 
+  // Things drawn from the page itself after every change (live pushes, htmx swaps):
+  // my dots on each card, cards per column, the timer.
+  function decorate() {
+    var ballot = document.getElementById("ballot");
+    var mine = {};
+    if (ballot) {
+      try { mine = JSON.parse(ballot.getAttribute("data-mine-json") || "{}"); } catch (e) { mine = {}; }
+    }
+    document.querySelectorAll("[data-mine]").forEach(function (el) {
+      var n = mine[el.getAttribute("data-mine")] || 0;
+      var text = new Array(n + 1).join("\u25CF");
+      if (el.textContent !== text) el.textContent = text;
+    });
+    document.querySelectorAll("[data-count-for]").forEach(function (el) {
+      var column = document.getElementById(el.getAttribute("data-count-for"));
+      if (!column) return;
+      var n = column.querySelectorAll(".card:not(.is-hidden)").length;
+      if (el.textContent !== String(n)) el.textContent = String(n);
+    });
+  }
+
+  var pending = false;
+  new MutationObserver(function () {
+    if (pending) return;
+    pending = true;
+    window.requestAnimationFrame(function () { pending = false; decorate(); });
+  }).observe(document.documentElement, { childList: true, subtree: true });
+  document.addEventListener("DOMContentLoaded", decorate);
+
+  function two(n) { return (n < 10 ? "0" : "") + n; }
+  window.setInterval(function () {
+    var timer = document.getElementById("timer");
+    if (!timer || timer.getAttribute("data-running") !== "true") return;
+    if (!timer._startedAt) timer._startedAt = Date.now();
+    var left = Math.max(0, Number(timer.getAttribute("data-remaining")) -
+                           (Date.now() - timer._startedAt) / 1000);
+    var value = timer.querySelector(".timer-value");
+    var secs = Math.ceil(left);
+    if (value) value.textContent = two(Math.floor(secs / 60)) + ":" + two(secs % 60);
+    timer.classList.toggle("is-over", secs <= 0);
+  }, 500);
+
   // Ctrl+Enter / Cmd+Enter posts the card from the text field.
   document.addEventListener("keydown", function (evt) {
     var target = evt.target;

@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 
-from board.commands import Actor, card_dict
+from board.commands import Actor, card_dict, theme_dict
 from board.errors import RuleViolation
 from board.presets import TEMPLATES
 from board.security import bearer_token
@@ -47,20 +47,30 @@ async def list_templates(request: Request) -> JSONResponse:
     )
 
 
+BOARD_FIELDS = {"title", "question", "template", "columns", "anonymous"}
+EVENT_BOARD_FIELDS = BOARD_FIELDS | {"slot", "room", "animator_name"}
+
+
 async def create_board(request: Request) -> JSONResponse:
     data = await read_json(request)
+    return await _create_board(request, data, event_id=None)
+
+
+async def _create_board(request: Request, data: dict[str, Any], *,
+                        event_id: int | None) -> JSONResponse:
+    allowed = EVENT_BOARD_FIELDS if event_id is not None else BOARD_FIELDS
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise RuleViolation("invalid_field", field=unknown[0])
     created = await services(request).commands.create_board(
-        title=data.get("title"),
-        question=data.get("question", ""),
-        template=data.get("template"),
-        columns=data.get("columns"),
-    )
+        event_id=event_id, **{k: v for k, v in data.items() if k in allowed})
     code = created.board.join_code
     return JSONResponse(
         {
             "id": created.board.id,
             "join_code": code,
             "animator_token": created.animator_token,
+            "anonymous": created.board.anonymous,
             "columns": [{"id": c.id, "title": c.title} for c in created.columns],
             "urls": board_urls(request, code, created.animator_token),
         },
@@ -104,19 +114,119 @@ async def post_card(request: Request) -> JSONResponse:
 def _path_id(request: Request, name: str) -> int:
     raw = request.path_params[name]
     if not raw.isdigit():
-        raise RuleViolation("unknown_card" if name == "card_id" else "unknown_column")
+        raise RuleViolation({"card_id": "unknown_card", "theme_id": "unknown_theme"}.get(
+            name, "unknown_column"))
     return int(raw)
 
 
 async def patch_card(request: Request) -> JSONResponse:
     board, actor = await _board_and_actor(request, required=True)
     data = await read_json(request)
-    if set(data) - {"hidden"} or "hidden" not in data:
-        raise RuleViolation("invalid_field", field="hidden")
-    card = await services(request).commands.set_hidden(
-        board, actor, card_id=_path_id(request, "card_id"), hidden=data["hidden"]
-    )
+    card = await services(request).commands.update_card(
+        board, actor, card_id=_path_id(request, "card_id"), changes=data)
     return JSONResponse(card_dict(card))
+
+
+async def delete_card(request: Request) -> JSONResponse:
+    board, actor = await _board_and_actor(request, required=True)
+    card_id = _path_id(request, "card_id")
+    await services(request).commands.delete_card(board, actor, card_id=card_id)
+    return JSONResponse({"id": card_id, "deleted": True})
+
+
+async def merge_card(request: Request) -> JSONResponse:
+    board, actor = await _board_and_actor(request, required=True)
+    data = await read_json(request)
+    card = await services(request).commands.merge_cards(
+        board, actor, card_id=_path_id(request, "card_id"), into=data.get("into"))
+    return JSONResponse(card_dict(card))
+
+
+async def create_theme(request: Request) -> JSONResponse:
+    board, actor = await _board_and_actor(request, required=True)
+    data = await read_json(request)
+    theme = await services(request).commands.create_theme(
+        board, actor, column_id=data.get("column_id"), title=data.get("title"))
+    return JSONResponse(theme_dict(theme), status_code=201)
+
+
+async def patch_theme(request: Request) -> JSONResponse:
+    board, actor = await _board_and_actor(request, required=True)
+    data = await read_json(request)
+    if set(data) != {"title"}:
+        raise RuleViolation("invalid_field", field="title")
+    theme = await services(request).commands.rename_theme(
+        board, actor, theme_id=_path_id(request, "theme_id"), title=data["title"])
+    return JSONResponse(theme_dict(theme))
+
+
+async def delete_theme(request: Request) -> JSONResponse:
+    board, actor = await _board_and_actor(request, required=True)
+    theme_id = _path_id(request, "theme_id")
+    await services(request).commands.delete_theme(board, actor, theme_id=theme_id)
+    return JSONResponse({"id": theme_id, "deleted": True})
+
+
+async def vote(request: Request) -> JSONResponse:
+    board, actor = await _board_and_actor(request, required=True)
+    data = await read_json(request)
+    remove = request.method == "DELETE"
+    remaining = await services(request).commands.vote(board, actor, data, remove=remove)
+    return JSONResponse({"remaining": remaining}, status_code=200 if remove else 201)
+
+
+async def results(request: Request) -> JSONResponse:
+    board, actor = await _board_and_actor(request, required=False)
+    return JSONResponse(await services(request).commands.results(board, actor))
+
+
+async def timer(request: Request) -> JSONResponse:
+    board, actor = await _board_and_actor(request, required=True)
+    data = await read_json(request)
+    if set(data) - {"action", "seconds"}:
+        raise RuleViolation("invalid_field", field=sorted(set(data) - {"action", "seconds"})[0])
+    state = await services(request).commands.timer(board, actor, action=data.get("action"),
+                                                   seconds=data.get("seconds"))
+    return JSONResponse(state)
+
+
+# --- events: a day of ateliers --------------------------------------------------------------
+
+
+def event_urls(request: Request, code: str, token: str | None = None) -> dict[str, str]:
+    base = base_url(request)
+    urls = {"join": f"{base}/e/{code}"}
+    if token is not None:
+        urls["dashboard"] = f"{base}/e/{code}/dashboard?key={token}"
+    return urls
+
+
+async def create_event(request: Request) -> JSONResponse:
+    data = await read_json(request)
+    if set(data) - {"title"}:
+        raise RuleViolation("invalid_field", field=sorted(set(data) - {"title"})[0])
+    org, token = await services(request).commands.create_event(title=data.get("title"))
+    return JSONResponse({"id": org.code, "title": org.title, "organiser_token": token,
+                         "urls": event_urls(request, org.code, token)}, status_code=201)
+
+
+async def add_event_board(request: Request) -> JSONResponse:
+    commands = services(request).commands
+    org = await commands.find_event(request.path_params["event_id"])
+    commands.check_organiser(org, bearer_token(request.headers))
+    data = await read_json(request)
+    return await _create_board(request, data, event_id=org.id)
+
+
+async def get_event(request: Request) -> JSONResponse:
+    svc = services(request)
+    org = await svc.commands.find_event(request.path_params["event_id"])
+    ateliers = await svc.commands.event_boards(org)
+    for atelier in ateliers:
+        atelier["participants_connected"] = svc.fanout.presence(atelier.pop("id"))
+        atelier["urls"] = board_urls(request, atelier["join_code"])
+    return JSONResponse({"id": org.code, "title": org.title, "ateliers": ateliers,
+                         "urls": event_urls(request, org.code)})
 
 
 async def patch_column(request: Request) -> JSONResponse:
@@ -137,6 +247,17 @@ routes = [
     Route("/api/v1/boards/{join_code}/participants", join, methods=["POST"]),
     Route("/api/v1/boards/{join_code}/cards", post_card, methods=["POST"]),
     Route("/api/v1/boards/{join_code}/cards/{card_id}", patch_card, methods=["PATCH"]),
+    Route("/api/v1/boards/{join_code}/cards/{card_id}", delete_card, methods=["DELETE"]),
+    Route("/api/v1/boards/{join_code}/cards/{card_id}/merge", merge_card, methods=["POST"]),
     Route("/api/v1/boards/{join_code}/columns/{column_id}", patch_column, methods=["PATCH"]),
+    Route("/api/v1/boards/{join_code}/themes", create_theme, methods=["POST"]),
+    Route("/api/v1/boards/{join_code}/themes/{theme_id}", patch_theme, methods=["PATCH"]),
+    Route("/api/v1/boards/{join_code}/themes/{theme_id}", delete_theme, methods=["DELETE"]),
+    Route("/api/v1/boards/{join_code}/votes", vote, methods=["POST", "DELETE"]),
+    Route("/api/v1/boards/{join_code}/results", results, methods=["GET"]),
+    Route("/api/v1/boards/{join_code}/timer", timer, methods=["POST"]),
+    Route("/api/v1/events", create_event, methods=["POST"]),
+    Route("/api/v1/events/{event_id}", get_event, methods=["GET"]),
+    Route("/api/v1/events/{event_id}/boards", add_event_board, methods=["POST"]),
     WebSocketRoute("/api/v1/boards/{join_code}/events", events_endpoint),
 ]

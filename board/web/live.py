@@ -13,7 +13,7 @@ import logging
 from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from board.commands import PUBLIC, Actor
+from board.commands import PUBLIC, Actor, settings_dict
 from board.errors import RuleViolation
 from board.fanout import Client, Feed
 from board.render import LANGS, Audience
@@ -116,15 +116,16 @@ async def _catch_up(websocket: WebSocket, board: Board, actor: Actor, client: Cl
             assert since is not None
             events = await store.events_since(session, board_id=board.id, since=since,
                                               until=current)
-            hidden = frozenset() if audience.animator else await store.hidden_card_ids(
-                session, board.id)
+            invisible = None if audience.animator else await store.invisible_card_ids(
+                session, fresh, actor.participant_id)
     if far:
         view = await svc.commands.view(fresh, actor if audience.animator else PUBLIC)
         await websocket.send_text(renderer.snapshot_frame(view.to_dict(), view, audience))
         client.last_seq = view.board.seq
         return
+    st = settings_dict(fresh)
     for event in events:
-        await websocket.send_text(renderer.frame(event, audience, board.join_code, hidden))
+        await websocket.send_text(renderer.frame(event, audience, board.join_code, st, invisible))
     client.last_seq = current
 
 

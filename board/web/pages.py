@@ -21,7 +21,7 @@ from board.security import (
 )
 from board.tables import Board
 from board.web.api import board_urls
-from board.web.common import base_url, is_htmx, pick_lang, services
+from board.web.common import base_url, error_page, is_htmx, pick_lang, services
 
 COOKIE_AGE = 60 * 60 * 24 * 30  # a month: a day of ateliers, and the synthesis weeks later
 
@@ -45,6 +45,13 @@ async def form_data(request: Request) -> dict[str, str]:
         raise RuleViolation("origin_not_allowed", origin=request.headers.get("origin", "")[:80])
     form = await request.form(max_files=0, max_fields=50)
     return {k: v for k, v in form.items() if isinstance(v, str)}
+
+
+async def _safe_auth(request: Request, board: Board, token: str) -> Actor:
+    try:
+        return await services(request).commands.authenticate(board, token)
+    except RuleViolation:
+        return PUBLIC
 
 
 async def _board(request: Request) -> Board:
@@ -89,6 +96,7 @@ async def create(request: Request) -> HTMLResponse:
         created = await services(request).commands.create_board(
             title=form.get("title"), question=form.get("question", ""),
             template=template, columns=columns or None,
+            anonymous=form.get("anonymous") == "1",
         )
     except RuleViolation as error:
         return render(request, "home.html", status=error.status, form=form,
@@ -132,7 +140,7 @@ async def participant_page(request: Request) -> Response:
     actor = await _actor_from_cookie(request, board, participant_cookie(board.join_code))
     if actor.role != "participant":
         return render(request, "join.html", board=board, error=None, name="")
-    view = await services(request).commands.view(board, PUBLIC)
+    view = await services(request).commands.view(board, actor)
     return render(request, "participant.html", me=actor, post=_blank_post(view),
                   **_page_context(request, view, "participant"))
 
@@ -196,6 +204,53 @@ def _int(value: str | None) -> int | None:
     return int(value) if value and value.isdigit() else None
 
 
+async def viewer(request: Request, board: Board, view_name: str) -> Actor:
+    """Who is asking for this view: the animator (cookie), a participant (cookie), or nobody."""
+    if view_name == "animator":
+        actor = await _actor_from_cookie(request, board, animator_cookie(board.join_code))
+        if not actor.is_animator:
+            raise RuleViolation("animator_only")
+        return actor
+    if view_name == "participant":
+        return await _actor_from_cookie(request, board, participant_cookie(board.join_code))
+    return PUBLIC
+
+
+async def board_area(request: Request) -> Response:
+    """The phase-dependent part of a page, re-fetched by pages when the board changes shape."""
+    board = await _board(request)
+    view_name = request.query_params.get("view", "participant")
+    if view_name not in ("participant", "projector", "animator"):
+        raise RuleViolation("invalid_field", field="view")
+    actor = await viewer(request, board, view_name)
+    view = await services(request).commands.view(board, actor)
+    template = ("partials/_results.html" if request.query_params.get("part") == "results"
+                else "partials/_board_area.html")
+    return render(request, template, bv=view, view=view_name, code=board.join_code)
+
+
+async def vote(request: Request) -> Response:
+    board = await _board(request)
+    form = await form_data(request)
+    actor = await _actor_from_cookie(request, board, participant_cookie(board.join_code))
+    target = {k: form[k] for k in ("card_id", "theme_id") if form.get(k)}
+    error: RuleViolation | None = None
+    try:
+        await services(request).commands.vote(board, actor, target,
+                                              remove=form.get("action") == "remove")
+    except RuleViolation as exc:
+        if not is_htmx(request) and exc.code == "auth_required":
+            return RedirectResponse(f"/b/{board.join_code}", status_code=303)
+        error = exc
+    if not is_htmx(request):
+        if error is not None:
+            return error_page(request, error)
+        return RedirectResponse(f"/b/{board.join_code}", status_code=303)
+    view = await services(request).commands.view(board, actor)
+    return render(request, "partials/_ballot.html", status=error.status if error else 200,
+                  bv=view, vote_error=error.message(pick_lang(request)) if error else None)
+
+
 # --- projector ----------------------------------------------------------------------------
 
 
@@ -215,89 +270,6 @@ async def qr_code(request: Request) -> Response:
                     headers={"cache-control": "public, max-age=3600"})
 
 
-# --- animator -----------------------------------------------------------------------------
-
-
-async def animator_page(request: Request) -> Response:
-    board = await _board(request)
-    svc = services(request)
-    key = request.query_params.get("key")
-    if key is not None:
-        # Trade the secret link for an HttpOnly cookie, then drop it from the address bar.
-        actor = await _safe_auth(request, board, key)
-        if not actor.is_animator:
-            return render(request, "forbidden.html", status=403, board=board)
-        response = RedirectResponse(f"/b/{board.join_code}/animator", status_code=303)
-        set_cookie(request, response, animator_cookie(board.join_code), key)
-        return response
-    actor = await _actor_from_cookie(request, board, animator_cookie(board.join_code))
-    if not actor.is_animator:
-        return render(request, "forbidden.html", status=403, board=board)
-    view = await svc.commands.view(board, actor)
-    return render(request, "animator.html", me=actor, post=_blank_post(view),
-                  urls=board_urls(request, board.join_code),
-                  **_page_context(request, view, "animator"))
-
-
-async def _safe_auth(request: Request, board: Board, token: str) -> Actor:
-    try:
-        return await services(request).commands.authenticate(board, token)
-    except RuleViolation:
-        return PUBLIC
-
-
-async def _animator(request: Request) -> tuple[Board, Actor]:
-    board = await _board(request)
-    actor = await _actor_from_cookie(request, board, animator_cookie(board.join_code))
-    if not actor.is_animator:
-        raise RuleViolation("animator_only")
-    return board, actor
-
-
-async def card_visibility(request: Request) -> Response:
-    board, actor = await _animator(request)
-    form = await form_data(request)
-    card_id = _int(request.path_params["card_id"])
-    if card_id is None:
-        raise RuleViolation("unknown_card")
-    card = await services(request).commands.set_hidden(
-        board, actor, card_id=card_id, hidden=form.get("hidden") == "1")
-    if is_htmx(request):
-        return render(request, "partials/_card.html", card=card, view="animator",
-                      code=board.join_code)
-    return RedirectResponse(f"/b/{board.join_code}/animator#card-{card.id}", status_code=303)
-
-
-async def column_rename(request: Request) -> Response:
-    board, actor = await _animator(request)
-    form = await form_data(request)
-    column_id = _int(request.path_params["column_id"])
-    if column_id is None:
-        raise RuleViolation("unknown_column")
-    column = await services(request).commands.rename_column(
-        board, actor, column_id=column_id, title=form.get("title"))
-    if is_htmx(request):
-        return render(request, "partials/_column_head.html", column=column, view="animator",
-                      code=board.join_code)
-    return RedirectResponse(f"/b/{board.join_code}/animator", status_code=303)
-
-
-async def board_settings(request: Request) -> Response:
-    board, actor = await _animator(request)
-    form = await form_data(request)
-    changes: dict[str, Any] = {}
-    if "locked" in form:
-        changes["locked"] = form["locked"] == "1"
-    if "phase" in form:
-        changes["phase"] = form["phase"]
-    settings = await services(request).commands.update_settings(board, actor, changes)
-    if is_htmx(request):
-        fresh = Board(**{**board.model_dump(), **settings})
-        return render(request, "partials/_controls.html", board=fresh, code=board.join_code)
-    return RedirectResponse(f"/b/{board.join_code}/animator", status_code=303)
-
-
-
 routes = [
     Route("/", home),
     Route("/boards", create, methods=["POST"]),
@@ -308,8 +280,6 @@ routes = [
     Route("/b/{join_code}/cards", post_card, methods=["POST"]),
     Route("/b/{join_code}/projector", projector_page),
     Route("/b/{join_code}/qr.svg", qr_code),
-    Route("/b/{join_code}/animator", animator_page),
-    Route("/b/{join_code}/animator/cards/{card_id}", card_visibility, methods=["POST"]),
-    Route("/b/{join_code}/animator/columns/{column_id}", column_rename, methods=["POST"]),
-    Route("/b/{join_code}/animator/settings", board_settings, methods=["POST"]),
+    Route("/b/{join_code}/area", board_area),
+    Route("/b/{join_code}/votes", vote, methods=["POST"]),
 ]

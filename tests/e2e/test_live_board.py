@@ -20,7 +20,7 @@ LIVE = 5_000  # ms: a card must reach the other screens within this
 RECONNECT = 15_000  # ms: a page must be live again this long after a server restart
 
 BOARD = {"title": "Coopération", "question": "Comment mieux coopérer ?",
-         "template": "constats-enjeux-besoins"}
+         "template": "constats-enjeux-besoins", "anonymous": False}
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -200,7 +200,7 @@ def test_animator_hides_and_restores_a_card_live(
 
     hidden_card = f"#card-{first['id']}"
     seq = board_seq(server, code)
-    animator.locator(f"{hidden_card} .card-tools button[type=submit]").click()
+    animator.locator(hidden_card).get_by_role("button", name="Masquer").click()
 
     # Animator: still there, marked hidden, and its button now restores.
     expect(animator.locator(hidden_card)).to_have_class(re.compile(r"\bis-hidden\b"))
@@ -218,7 +218,7 @@ def test_animator_hides_and_restores_a_card_live(
     animator.screenshot(path=artifacts / "e2e-animator-hidden.png", full_page=True,
                         animations="disabled")
 
-    animator.locator(f"{hidden_card} .card-tools button[type=submit]").click()
+    animator.locator(hidden_card).get_by_role("button", name="Réafficher").click()
 
     expect(animator.locator(hidden_card)).not_to_have_class(re.compile(r"\bis-hidden\b"))
     expect(animator.locator(f"{hidden_card} input[name=hidden]")).to_have_value("1")

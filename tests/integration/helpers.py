@@ -13,6 +13,7 @@ from websockets.asyncio.client import ClientConnection, connect
 async def create_board(http: httpx.AsyncClient, **body: Any) -> dict[str, Any]:
     body.setdefault("title", "Coopération et transitions")
     body.setdefault("template", "constats-enjeux-besoins")
+    body.setdefault("anonymous", False)
     response = await http.post("/api/v1/boards", json=body)
     assert response.status_code == 201, response.text
     return dict(response.json())
