@@ -354,12 +354,12 @@ class Commands:
         column_id = _as_id(column_id, "column_id")
         assert board.id is not None
         async with self.store.write() as session:
+            fresh = await self._board(session, board.id)  # lock first: retries queue up here
             existing = (await session.exec(select(Card).where(
                 Card.board_id == board.id, Card.author_key == actor.author_key,
                 Card.client_id == str(client_id)))).first()
             if existing is not None:
                 return PostResult(card=existing, created=False)
-            fresh = await self._board(session, board.id)
             domain.check_can_post(phase=fresh.phase, locked=fresh.locked,
                                   is_animator=actor.is_animator)
             column = await session.get(BoardColumn, column_id)
@@ -702,7 +702,9 @@ class Commands:
 
     @staticmethod
     async def _board(session: AsyncSession, board_id: int) -> Board:
-        board = await session.get(Board, board_id)
+        """The board row, locked for this transaction (PostgreSQL: FOR UPDATE; SQLite's
+        BEGIN IMMEDIATE already serialises writers), so rule checks see no concurrent write."""
+        board = await session.get(Board, board_id, with_for_update=True)
         if board is None:
             raise RuleViolation("unknown_board", code="?")
         return board
