@@ -18,6 +18,7 @@ from board.errors import RuleViolation
 from board.fanout import Fanout
 from board.hub import MemoryHub
 from board.migrate import upgrade
+from board.ratelimit import RateLimits
 from board.render import Renderer
 from board.security import BodyLimit, SecurityHeaders
 from board.settings import Settings
@@ -57,6 +58,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Sta
         app.state.services = Services(
             settings=settings, store=store, hub=hub,
             commands=Commands(store, hub, settings), renderer=renderer, fanout=fanout,
+            limits=RateLimits(settings),
         )
         try:
             yield

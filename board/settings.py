@@ -40,3 +40,13 @@ class Settings(BaseSettings):
         1.0, description="Seconds between presence-count broadcasts (changes are coalesced)"
     )
     secure_cookies: bool = Field(False, description="Mark cookies Secure (set when behind HTTPS)")
+    rate_posts_per_participant: str = Field(
+        "30/minute", description="Cards one participant may post (limits syntax: N/second|minute)"
+    )
+    rate_posts_per_ip: str = Field("600/minute", description="Cards posted from one IP address")
+    rate_joins_per_ip: str = Field("120/minute", description="Joins (new participants) per IP")
+    rate_code_misses_per_ip: str = Field(
+        "30/minute", description="Unknown join codes tried per IP (code guessing)"
+    )
+    rate_ws_messages: str = Field("60/minute", description="Messages one websocket may send")
+    max_ws_per_ip: int = Field(1000, description="Open websockets per IP address")

@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import logging
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event as sa_event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from board.errors import RuleViolation
 from board.events import Event
 from board.tables import Board, BoardColumn, BoardEvent, Card, Participant
 
 WRITE = "board_write"
+log = logging.getLogger("board.store")
 
 
 def async_url(url: str) -> str:
@@ -62,6 +66,15 @@ def make_engine(url: str) -> AsyncEngine:
     return engine
 
 
+@contextmanager
+def storage_errors() -> Iterator[None]:
+    try:
+        yield
+    except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:
+        log.warning("storage unavailable: %s", str(exc.orig or exc).splitlines()[0][:200])
+        raise RuleViolation("unavailable") from exc
+
+
 class Store:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
@@ -69,15 +82,22 @@ class Store:
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
-        async with AsyncSession(self.engine, expire_on_commit=False) as session:
-            yield session
+        with storage_errors():
+            async with AsyncSession(self.engine, expire_on_commit=False) as session:
+                yield session
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:
-        """One transaction; committed when the block ends without error."""
-        async with AsyncSession(self._writer, expire_on_commit=False) as session:
-            async with session.begin():
-                yield session
+        """One transaction; committed when the block ends without error.
+
+        A database that is locked too long, full, read-only or gone raises the retryable
+        ``unavailable`` error: the transaction is rolled back, so nothing half-written stays,
+        and the client keeps its text and retries with the same idempotency key.
+        """
+        with storage_errors():
+            async with AsyncSession(self._writer, expire_on_commit=False) as session:
+                async with session.begin():
+                    yield session
 
     # --- reads -------------------------------------------------------------------------
 

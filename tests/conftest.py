@@ -24,6 +24,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+TEST_LIMITS = {
+    "BOARD_RATE_POSTS_PER_PARTICIPANT": "100000/minute",
+    "BOARD_RATE_POSTS_PER_IP": "1000000/minute",
+    "BOARD_RATE_JOINS_PER_IP": "1000000/minute",
+}
+
+
 class LiveServer:
     """A real server process; restartable on the same port and database file."""
 
@@ -31,7 +38,9 @@ class LiveServer:
         self.db_path = db_path
         self.log_path = log_path
         self.port = free_port()
-        self.env = {**os.environ, **(env or {})}
+        # Tests post from one address faster than people do: generous limits unless a test
+        # sets its own (tests/resilience and the rate-limit tests do).
+        self.env = {**os.environ, **TEST_LIMITS, **(env or {})}
         self.process: subprocess.Popen[bytes] | None = None
 
     @property

@@ -13,7 +13,7 @@ from board.errors import RuleViolation
 from board.presets import TEMPLATES
 from board.security import bearer_token
 from board.tables import Board
-from board.web.common import base_url, read_json, services
+from board.web.common import base_url, client_ip, find_board, limit_post, read_json, services
 from board.web.live import events_endpoint
 
 
@@ -31,7 +31,7 @@ def board_urls(request: Request, join_code: str, animator_token: str | None = No
 
 async def _board_and_actor(request: Request, *, required: bool) -> tuple[Board, Actor]:
     svc = services(request)
-    board = await svc.commands.find_board(request.path_params["join_code"])
+    board = await find_board(request, request.path_params["join_code"])
     actor = await svc.commands.authenticate(board, bearer_token(request.headers),
                                             required=required)
     return board, actor
@@ -95,7 +95,8 @@ async def patch_board(request: Request) -> JSONResponse:
 
 async def join(request: Request) -> JSONResponse:
     svc = services(request)
-    board = await svc.commands.find_board(request.path_params["join_code"])
+    board = await find_board(request, request.path_params["join_code"])
+    svc.limits.hit("join_ip", client_ip(request))
     data = await read_json(request)
     participant, token = await svc.commands.join(board, name=data.get("name"))
     return JSONResponse({"participant_id": participant.id, "token": token}, status_code=201)
@@ -103,6 +104,7 @@ async def join(request: Request) -> JSONResponse:
 
 async def post_card(request: Request) -> JSONResponse:
     board, actor = await _board_and_actor(request, required=True)
+    limit_post(request, actor.author_key)
     data = await read_json(request)
     result = await services(request).commands.post_card(
         board, actor, column_id=data.get("column_id"), text=data.get("text"),

@@ -15,9 +15,11 @@ from board.commands import Commands
 from board.errors import RuleViolation
 from board.fanout import Fanout
 from board.hub import Hub
+from board.ratelimit import RateLimits
 from board.render import DEFAULT_LANG, LANGS, Renderer
 from board.settings import Settings
 from board.store import Store
+from board.tables import Board
 
 log = logging.getLogger("board.web")
 
@@ -30,11 +32,34 @@ class Services:
     commands: Commands
     renderer: Renderer
     fanout: Fanout
+    limits: RateLimits
 
 
 def services(conn: HTTPConnection) -> Services:
     svc: Services = conn.app.state.services
     return svc
+
+
+def client_ip(conn: HTTPConnection) -> str:
+    return conn.client.host if conn.client else "unknown"
+
+
+async def find_board(conn: HTTPConnection, raw_code: str) -> Board:
+    """Look a join code up; an address that keeps trying unknown codes is slowed down."""
+    svc, ip = services(conn), client_ip(conn)
+    svc.limits.check("code_miss_ip", ip)
+    try:
+        return await svc.commands.find_board(raw_code)
+    except RuleViolation as error:
+        if error.code == "unknown_board":
+            svc.limits.hit("code_miss_ip", ip)
+        raise
+
+
+def limit_post(conn: HTTPConnection, author_key: str) -> None:
+    limits = services(conn).limits
+    limits.hit("post_participant", author_key)
+    limits.hit("post_ip", client_ip(conn))
 
 
 def pick_lang(conn: HTTPConnection) -> str:
@@ -74,8 +99,14 @@ def is_htmx(request: Request) -> bool:
     return request.headers.get("hx-request") == "true"
 
 
+RETRY_AFTER = "2"  # seconds; for 503 unavailable and 429 too_many
+
+
 def error_json(exc: RuleViolation) -> JSONResponse:
-    return JSONResponse({"error": exc.to_dict()}, status_code=exc.status)
+    response = JSONResponse({"error": exc.to_dict()}, status_code=exc.status)
+    if exc.status in (429, 503):
+        response.headers["retry-after"] = RETRY_AFTER
+    return response
 
 
 def error_page(request: Request, exc: RuleViolation) -> HTMLResponse:
@@ -83,7 +114,10 @@ def error_page(request: Request, exc: RuleViolation) -> HTMLResponse:
     html = services(request).renderer.page(
         "error.html", lang, request=request, error=exc, message=exc.message(lang)
     )
-    return HTMLResponse(html, status_code=exc.status)
+    response = HTMLResponse(html, status_code=exc.status)
+    if exc.status in (429, 503):
+        response.headers["retry-after"] = RETRY_AFTER
+    return response
 
 
 def error_response(request: Request, exc: RuleViolation) -> Response:

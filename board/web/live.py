@@ -19,12 +19,13 @@ from board.fanout import Client, Feed
 from board.render import LANGS, Audience
 from board.security import animator_cookie, bearer_token, origin_allowed, participant_cookie
 from board.tables import Board
-from board.web.common import services
+from board.web.common import client_ip, find_board, services
 
 log = logging.getLogger("board.live")
 
 CLOSE_TRY_AGAIN = 1013  # queue overflow: reconnect and catch up
 CLOSE_GOING_AWAY = 1001
+CLOSE_POLICY = 1008
 
 
 async def deny(websocket: WebSocket, error: RuleViolation) -> None:
@@ -58,7 +59,7 @@ async def events_endpoint(websocket: WebSocket) -> None:
         await deny(websocket, RuleViolation("invalid_field", field="view"))
         return
     try:
-        board = await svc.commands.find_board(websocket.path_params["join_code"])
+        board = await find_board(websocket, websocket.path_params["join_code"])
         actor = await _actor(websocket, board, view)
         if view == "animator" and not actor.is_animator:
             raise RuleViolation("animator_only")
@@ -70,6 +71,21 @@ async def events_endpoint(websocket: WebSocket) -> None:
                         animator=actor.is_animator and view in ("api", "animator"))
     client = Client(audience, participant_id=actor.participant_id,
                     queue_size=svc.settings.ws_queue_size)
+    ip = client_ip(websocket)
+    try:
+        svc.limits.open_socket(ip)
+    except RuleViolation as error:
+        await deny(websocket, error)
+        return
+    try:
+        await _serve(websocket, board, actor, client)
+    finally:
+        svc.limits.close_socket(ip)
+
+
+async def _serve(websocket: WebSocket, board: Board, actor: Actor, client: Client) -> None:
+    svc = services(websocket)
+    audience = client.audience
     await websocket.accept()
     assert board.id is not None
     try:
@@ -80,7 +96,7 @@ async def events_endpoint(websocket: WebSocket) -> None:
             await _pump(websocket, client, feed)
     except WebSocketDisconnect:
         pass
-    except (RuntimeError, OSError) as exc:  # feed down or socket gone mid-send
+    except (RuntimeError, OSError, RuleViolation) as exc:  # feed or storage down, socket gone
         log.info("websocket of board %s ended: %s", board.join_code, exc)
         with contextlib.suppress(RuntimeError, OSError):
             await websocket.close(code=CLOSE_TRY_AGAIN)
@@ -136,12 +152,22 @@ async def _pump(websocket: WebSocket, client: Client, feed: Feed) -> None:
         async for text in client.frames():
             await websocket.send_text(text)
 
+    limits = services(websocket).limits
+    key = str(id(client))
+
     async def receive_loop() -> None:
         while True:
             message = await websocket.receive()
             if message["type"] == "websocket.disconnect":
                 return
-            # Clients have nothing to say yet; a ping text is answered by staying open.
+            # Clients have nothing to say yet (what they send is ignored), but a client that
+            # floods the socket is cut off.
+            try:
+                limits.hit("ws_message", key)
+            except RuleViolation:
+                with contextlib.suppress(RuntimeError, OSError):
+                    await websocket.close(code=CLOSE_POLICY, reason="too many messages")
+                return
 
     async def overflow_watch() -> None:
         await client.overflowed.wait()

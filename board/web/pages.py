@@ -21,7 +21,16 @@ from board.security import (
 )
 from board.tables import Board
 from board.web.api import board_urls
-from board.web.common import base_url, error_page, is_htmx, pick_lang, services
+from board.web.common import (
+    base_url,
+    client_ip,
+    error_page,
+    find_board,
+    is_htmx,
+    limit_post,
+    pick_lang,
+    services,
+)
 
 COOKIE_AGE = 60 * 60 * 24 * 30  # a month: a day of ateliers, and the synthesis weeks later
 
@@ -55,7 +64,7 @@ async def _safe_auth(request: Request, board: Board, token: str) -> Actor:
 
 
 async def _board(request: Request) -> Board:
-    return await services(request).commands.find_board(request.path_params["join_code"])
+    return await find_board(request, request.path_params["join_code"])
 
 
 async def _actor_from_cookie(request: Request, board: Board, cookie: str) -> Actor:
@@ -109,7 +118,7 @@ async def create(request: Request) -> HTMLResponse:
 async def join_by_code(request: Request) -> Response:
     raw = request.query_params.get("code", "")
     try:
-        board = await services(request).commands.find_board(raw)
+        board = await find_board(request, raw)
     except RuleViolation as error:
         return render(request, "unknown.html", status=404, code=raw[:20],
                       message=error.message(pick_lang(request)))
@@ -155,6 +164,7 @@ async def join_submit(request: Request) -> Response:
     board = await _board(request)
     form = await form_data(request)
     try:
+        services(request).limits.hit("join_ip", client_ip(request))
         _, token = await services(request).commands.join(board, name=form.get("name"))
     except RuleViolation as error:
         return render(request, "join.html", status=error.status, board=board,
@@ -174,6 +184,8 @@ async def post_card(request: Request) -> Response:
     view_name = "animator" if actor.is_animator else "participant"
     back = f"/b/{board.join_code}" + ("/animator" if actor.is_animator else "")
     try:
+        if actor.role != "public":
+            limit_post(request, actor.author_key)
         result = await svc.commands.post_card(
             board, actor, column_id=form.get("column_id"), text=form.get("text"),
             client_id=form.get("client_id"),

@@ -1,0 +1,48 @@
+"""Rate limits and connection caps (in memory for one process; see the README to scale out)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from limits import RateLimitItem, parse
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
+
+from board.errors import RuleViolation
+from board.settings import Settings
+
+
+class RateLimits:
+    def __init__(self, settings: Settings) -> None:
+        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+        self._rules: dict[str, RateLimitItem] = {
+            "post_participant": parse(settings.rate_posts_per_participant),
+            "post_ip": parse(settings.rate_posts_per_ip),
+            "join_ip": parse(settings.rate_joins_per_ip),
+            "code_miss_ip": parse(settings.rate_code_misses_per_ip),
+            "ws_message": parse(settings.rate_ws_messages),
+        }
+        self.max_ws_per_ip = settings.max_ws_per_ip
+        self._sockets: Counter[str] = Counter()
+
+    def hit(self, rule: str, *keys: str) -> None:
+        """Count one more; refuse with 429 too_many once the window is full."""
+        item = self._rules[rule]
+        if not self._limiter.hit(item, rule, *keys):
+            raise RuleViolation("too_many", limit=str(item))
+
+    def check(self, rule: str, *keys: str) -> None:
+        """Refuse if the window is already full, without counting."""
+        item = self._rules[rule]
+        if not self._limiter.test(item, rule, *keys):
+            raise RuleViolation("too_many", limit=str(item))
+
+    def open_socket(self, ip: str) -> None:
+        if self._sockets[ip] >= self.max_ws_per_ip:
+            raise RuleViolation("too_many_connections", limit=self.max_ws_per_ip)
+        self._sockets[ip] += 1
+
+    def close_socket(self, ip: str) -> None:
+        self._sockets[ip] -= 1
+        if self._sockets[ip] <= 0:
+            del self._sockets[ip]
