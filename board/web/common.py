@@ -102,8 +102,8 @@ def is_htmx(request: Request) -> bool:
 RETRY_AFTER = "2"  # seconds; for 503 unavailable and 429 too_many
 
 
-def error_json(exc: RuleViolation) -> JSONResponse:
-    response = JSONResponse({"error": exc.to_dict()}, status_code=exc.status)
+def error_json(exc: RuleViolation, **extra: Any) -> JSONResponse:
+    response = JSONResponse({"error": exc.to_dict(), **extra}, status_code=exc.status)
     if exc.status in (429, 503):
         response.headers["retry-after"] = RETRY_AFTER
     return response

@@ -24,6 +24,7 @@ from board.web.api import board_urls
 from board.web.common import (
     base_url,
     client_ip,
+    error_json,
     error_page,
     find_board,
     is_htmx,
@@ -175,6 +176,8 @@ async def join_submit(request: Request) -> Response:
 
 
 async def post_card(request: Request) -> Response:
+    """The post form: a plain post (redirect), htmx (fresh form + the card), or the phone
+    outbox (`X-Outbox: 1`: the card fragment, or a JSON error it can show and act on)."""
     board = await _board(request)
     form = await form_data(request)
     svc = services(request)
@@ -183,6 +186,7 @@ async def post_card(request: Request) -> Response:
         actor = await _actor_from_cookie(request, board, animator_cookie(board.join_code))
     view_name = "animator" if actor.is_animator else "participant"
     back = f"/b/{board.join_code}" + ("/animator" if actor.is_animator else "")
+    outbox = request.headers.get("x-outbox") == "1"
     try:
         if actor.role != "public":
             limit_post(request, actor.author_key)
@@ -191,11 +195,14 @@ async def post_card(request: Request) -> Response:
             client_id=form.get("client_id"),
         )
     except RuleViolation as error:
+        lang = pick_lang(request)
+        if outbox:
+            return error_json(error, text=error.message(lang))
         if error.code == "auth_required" and not is_htmx(request):
             return RedirectResponse(f"/b/{board.join_code}", status_code=303)
         post = {"client_id": form.get("client_id") or uuid.uuid4().hex,
                 "column_id": _int(form.get("column_id")), "text": form.get("text", ""),
-                "error": error.message(pick_lang(request)), "sent": False}
+                "error": error.message(lang), "sent": False}
         view = await svc.commands.view(board, actor)
         if is_htmx(request):
             return render(request, "partials/_post_form.html", status=error.status,
@@ -203,6 +210,10 @@ async def post_card(request: Request) -> Response:
         page = "animator.html" if actor.is_animator else "participant.html"
         return render(request, page, status=error.status, me=actor, post=post,
                       **_page_context(request, view, view_name))
+    status = 201 if result.created else 200
+    if outbox:
+        return render(request, "partials/_card.html", status=status, card=result.card,
+                      view=view_name, code=board.join_code, st=board, fresh=True)
     if not is_htmx(request):
         return RedirectResponse(f"{back}#card-{result.card.id}", status_code=303)
     view = await svc.commands.view(board, actor)
