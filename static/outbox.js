@@ -132,6 +132,7 @@
         delay = 1000;
         flush();
       } else if (answer.status === 408 || answer.status === 429 || answer.status >= 500) {
+        feedback(say.queued, "warn");
         later();  // the server is busy or gone: nothing was stored, the same key is safe
       } else {
         var message = answer.text;
@@ -141,6 +142,7 @@
       }
     }, function () {
       sending = false;  // offline, or the connection dropped: maybe stored, the key says
+      feedback(say.queued, "warn");
       later();
     });
   }
@@ -158,7 +160,7 @@
     field.value = "";
     key.value = newKey();
     pendingCard(item);
-    feedback(navigator.onLine === false ? say.queued : "", "ok");
+    feedback(navigator.onLine === false ? say.queued : "", "warn");
     field.focus();
     flush();
   });
