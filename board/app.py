@@ -49,7 +49,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Sta
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if migrate:
             await asyncio.to_thread(upgrade, settings.database_url)
-        engine = make_engine(settings.database_url)
+        engine = make_engine(settings.database_url, busy_timeout=settings.db_busy_timeout)
         store = Store(engine)
         hub = MemoryHub()
         renderer = Renderer()

@@ -14,6 +14,9 @@ class Settings(BaseSettings):
         "sqlite:///board.db",
         description="Where boards are stored: sqlite:///path.db or postgresql://user:pw@host/db",
     )
+    db_busy_timeout: float = Field(
+        5.0, description="Seconds a write waits for a locked SQLite file before a retryable 503"
+    )
     host: str = Field("0.0.0.0", description="Interface `board serve` listens on")
     port: int = Field(8000, description="Port `board serve` listens on")
     public_url: str | None = Field(

@@ -37,11 +37,11 @@ def is_sqlite(url: str) -> bool:
     return async_url(url).startswith("sqlite")
 
 
-def make_engine(url: str) -> AsyncEngine:
+def make_engine(url: str, *, busy_timeout: float = 5.0) -> AsyncEngine:
     url = async_url(url)
     if not url.startswith("sqlite"):
         return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
-    engine = create_async_engine(url, connect_args={"timeout": 30})
+    engine = create_async_engine(url, connect_args={"timeout": busy_timeout})
 
     @sa_event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -52,7 +52,7 @@ def make_engine(url: str) -> AsyncEngine:
             "PRAGMA journal_mode=WAL",
             "PRAGMA synchronous=FULL",  # an acknowledged card survives a power cut
             "PRAGMA foreign_keys=ON",
-            "PRAGMA busy_timeout=30000",
+            f"PRAGMA busy_timeout={int(busy_timeout * 1000)}",
         ):
             cursor.execute(pragma)
         cursor.close()
