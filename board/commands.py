@@ -374,10 +374,7 @@ class Commands:
             )
             session.add(card)
             await session.flush()
-            data = card_dict(card)
-            if fresh.silent and not actor.is_animator:
-                data["silent"] = True
-            event = Event(board.id, seq, "card.posted", data)
+            event = Event(board.id, seq, "card.posted", _card_event(card, fresh))
             self.store.log_event(session, event)
         await self.hub.publish(event)
         return PostResult(card=card, created=True, event=event)
@@ -396,6 +393,7 @@ class Commands:
         assert board.id is not None
         events: list[Event] = []
         async with self.store.write() as session:
+            fresh = await self._board(session, board.id)
             card = await self._card(session, board.id, card_id)
             if card.deleted or card.merged_into is not None:
                 raise RuleViolation("card_unavailable")
@@ -426,11 +424,11 @@ class Commands:
             await session.flush()
             if moved or edited:
                 events.append(await self._emit(session, board.id, "card.updated",
-                                               card_dict(card)))
+                                               _card_event(card, fresh)))
             if visibility:
                 events.append(await self._emit(
                     session, board.id, "card.hidden" if card.hidden else "card.restored",
-                    card_dict(card)))
+                    _card_event(card, fresh)))
         await self._publish(events)
         return card
 
@@ -465,6 +463,7 @@ class Commands:
             raise RuleViolation("merge_into_self")
         assert board.id is not None
         async with self.store.write() as session:
+            fresh = await self._board(session, board.id)
             source = await self._card(session, board.id, card_id)
             target = await self._card(session, board.id, target_id)
             for card in (source, target):
@@ -481,7 +480,7 @@ class Commands:
             votes = await self._count_votes(session, card_id=target_id)
             event = await self._emit(session, board.id, "card.merged", {
                 "id": source.id, "column_id": source.column_id,
-                "into": card_dict(target), "votes": votes})
+                "into": _card_event(target, fresh), "votes": votes})
         await self.hub.publish(event)
         return target
 
@@ -733,11 +732,19 @@ class Commands:
 
 
 def _as_id(value: object, field_name: str) -> int:
-    if isinstance(value, str) and value.isdigit():
-        value = int(value)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+    """A row id from JSON or a form: a plain non-negative integer that fits the database."""
+    value = domain.parse_id(value)
+    if value is None:
         raise RuleViolation("invalid_field", field=field_name)
     return value
+
+
+def _card_event(card: Card, board: Board) -> dict[str, Any]:
+    """A card as a card event carries it: flagged while silent writing hides it from others."""
+    data = card_dict(card)
+    if board.silent:
+        data["silent"] = True
+    return data
 
 
 def _vote_target(target: dict[str, Any]) -> tuple[int | None, int | None]:

@@ -22,6 +22,18 @@ JOIN_ALPHABET = "ABCDEFGHJKMNPQRTUVWXY346789"
 JOIN_LENGTH = 6
 
 
+MAX_ID = 2**31 - 1
+
+
+def parse_id(value: object) -> int | None:
+    """A non-negative integer id (JSON number or ASCII digits) within the database's range."""
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 10:
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_ID:
+        return value
+    return None
+
+
 def new_join_code() -> str:
     return "".join(secrets.choice(JOIN_ALPHABET) for _ in range(JOIN_LENGTH))
 
@@ -119,7 +131,7 @@ def check_settings(changes: dict[str, object]) -> dict[str, object]:
                 raise RuleViolation("bad_budget", limit=MAX_VOTE_BUDGET)
             clean[key] = value
         elif key == "max_votes_per_item":
-            if value is not None and (not _is_int(value) or value < 1):
+            if value is not None and (not _is_int(value) or not 1 <= value <= MAX_VOTE_BUDGET):
                 raise RuleViolation("invalid_field", field=key)
             clean[key] = value
     return clean

@@ -83,8 +83,17 @@ def for_public(event: Event, invisible_now: frozenset[int] | None = None, *,
         return data
     if event.type == "vote.changed" and not data.get("results_visible"):
         return {}
-    if event.type == "card.merged" and not results_visible:
-        return {k: v for k, v in data.items() if k != "votes"}
+    if event.type == "card.merged":
+        into = data["into"]
+        hidden = (into["id"] in invisible_now if invisible_now is not None
+                  else into.get("hidden") or into.get("silent"))
+        shown = {k: v for k, v in data.items() if k != "votes" or results_visible}
+        if hidden:
+            shown["into"] = public_card({**into, "hidden": invisible_now is not None
+                                         or into.get("hidden")})
+        elif invisible_now is not None:
+            shown["into"] = {k: v for k, v in into.items() if k != "silent"}
+        return shown
     return data
 
 

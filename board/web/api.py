@@ -9,6 +9,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 
 from board.commands import Actor, card_dict, theme_dict
+from board.domain import parse_id
 from board.errors import RuleViolation
 from board.presets import TEMPLATES
 from board.security import bearer_token
@@ -114,11 +115,11 @@ async def post_card(request: Request) -> JSONResponse:
 
 
 def _path_id(request: Request, name: str) -> int:
-    raw = request.path_params[name]
-    if not raw.isdigit():
+    value = parse_id(request.path_params[name])
+    if value is None:
         raise RuleViolation({"card_id": "unknown_card", "theme_id": "unknown_theme"}.get(
             name, "unknown_column"))
-    return int(raw)
+    return value
 
 
 async def patch_card(request: Request) -> JSONResponse:

@@ -135,7 +135,10 @@ async def _catch_up(websocket: WebSocket, board: Board, actor: Actor, client: Cl
             invisible = None if audience.animator else await store.invisible_card_ids(
                 session, fresh, actor.participant_id)
     if far:
-        view = await svc.commands.view(fresh, actor if audience.animator else PUBLIC)
+        # The board as this caller may see it: a participant's own cards stay in view during
+        # silent writing; a projector (or an animator cookie on a public view) sees the public.
+        viewer = actor if audience.animator or actor.role == "participant" else PUBLIC
+        view = await svc.commands.view(fresh, viewer)
         await websocket.send_text(renderer.snapshot_frame(view.to_dict(), view, audience))
         client.last_seq = view.board.seq
         return

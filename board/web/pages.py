@@ -12,6 +12,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from board.commands import PUBLIC, Actor, BoardView
+from board.domain import parse_id
 from board.errors import RuleViolation
 from board.presets import FREE
 from board.security import (
@@ -224,7 +225,7 @@ async def post_card(request: Request) -> Response:
 
 
 def _int(value: str | None) -> int | None:
-    return int(value) if value and value.isdigit() else None
+    return parse_id(value)
 
 
 async def viewer(request: Request, board: Board, view_name: str) -> Actor:
