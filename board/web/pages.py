@@ -271,8 +271,9 @@ async def vote(request: Request) -> Response:
             return error_page(request, error)
         return RedirectResponse(f"/b/{board.join_code}", status_code=303)
     view = await services(request).commands.view(board, actor)
-    return render(request, "partials/_ballot.html", status=error.status if error else 200,
-                  bv=view, vote_error=error.message(pick_lang(request)) if error else None)
+    # The refusal is shown in the ballot itself (role=status), so htmx gets a 200 to swap.
+    return render(request, "partials/_ballot.html", bv=view,
+                  vote_error=error.message(pick_lang(request)) if error else None)
 
 
 # --- projector ----------------------------------------------------------------------------
