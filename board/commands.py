@@ -218,7 +218,7 @@ class Commands:
     async def create_board(
         self,
         *,
-        title: object,
+        title: object = None,
         question: object = "",
         template: object = None,
         columns: object = None,

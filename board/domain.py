@@ -47,8 +47,8 @@ def clean_text(text: object, *, limit: int, field: str = "text") -> str:
     """Trim a card text; refuse empty or over-long text (length counted after trimming)."""
     if not isinstance(text, str):
         raise RuleViolation("invalid_field", field=field)
-    cleaned = unicodedata.normalize("NFC", text).strip()
-    cleaned = "".join(ch for ch in cleaned if ch in "\n\t" or unicodedata.category(ch) != "Cc")
+    cleaned = "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch) != "Cc")
+    cleaned = unicodedata.normalize("NFC", cleaned).strip()
     if not cleaned:
         raise RuleViolation("empty_text")
     if len(cleaned) > limit:
@@ -62,7 +62,8 @@ def clean_line(value: object, *, field: str, limit: int, required: bool = False)
         value = ""
     if not isinstance(value, str):
         raise RuleViolation("invalid_field", field=field)
-    cleaned = " ".join(unicodedata.normalize("NFC", value).split())
+    printable = "".join(ch for ch in value if ch.isspace() or unicodedata.category(ch) != "Cc")
+    cleaned = " ".join(unicodedata.normalize("NFC", printable).split())
     if required and not cleaned:
         raise RuleViolation("title_required" if field == "title" else "invalid_field", field=field)
     if len(cleaned) > limit:

@@ -132,14 +132,16 @@ MESSAGES: dict[str, tuple[int, str, str]] = {
     ),
     "too_many": (
         429,
-        "Trop de requêtes d'un coup ({limit}) : patientez quelques secondes, rien n'est perdu.",
-        "Too many requests at once ({limit}): wait a few seconds, nothing is lost.",
+        "Trop de requêtes d'un coup ({limit_fr}) : patientez quelques secondes, rien n'est "
+        "perdu.",
+        "Too many requests at once ({limit_en}): wait a few seconds, nothing is lost.",
     ),
     "too_many_connections": (
         429,
         "Trop de connexions ouvertes depuis cette adresse ({limit} au maximum).",
         "Too many connections open from this address ({limit} at most).",
     ),
+    "bad_request": (400, "Requête mal formée.", "Malformed request."),
     "not_found": (404, "Cette page n'existe pas.", "This page does not exist."),
     "method_not_allowed": (405, "Méthode non permise ici.", "Method not allowed here."),
     "unavailable": (

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -30,7 +31,10 @@ Frame = tuple[int | None, str]
 class Client:
     """One socket's side of the fan-out: a bounded queue and the last seq it was sent."""
 
+    _keys = itertools.count(1)
+
     def __init__(self, audience: Audience, *, participant_id: int | None, queue_size: int):
+        self.key = f"socket-{next(Client._keys)}"  # unique for the process's lifetime
         self.audience = audience
         self.participant_id = participant_id
         self.queue: asyncio.Queue[Frame] = asyncio.Queue(maxsize=queue_size)

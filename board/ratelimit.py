@@ -11,6 +11,18 @@ from limits.strategies import MovingWindowRateLimiter
 from board.errors import RuleViolation
 from board.settings import Settings
 
+PERIODS_FR = {"second": "seconde", "minute": "minute", "hour": "heure", "day": "jour"}
+
+
+def too_many(item: RateLimitItem) -> RuleViolation:
+    period = item.GRANULARITY.name
+    per_en = period if item.multiples == 1 else f"{item.multiples} {period}s"
+    per_fr = PERIODS_FR.get(period, period)
+    if item.multiples != 1:
+        per_fr = f"{item.multiples} {per_fr}s"
+    return RuleViolation("too_many", limit_fr=f"{item.amount} par {per_fr}",
+                         limit_en=f"{item.amount} per {per_en}")
+
 
 class RateLimits:
     def __init__(self, settings: Settings) -> None:
@@ -29,13 +41,13 @@ class RateLimits:
         """Count one more; refuse with 429 too_many once the window is full."""
         item = self._rules[rule]
         if not self._limiter.hit(item, rule, *keys):
-            raise RuleViolation("too_many", limit=str(item))
+            raise too_many(item)
 
     def check(self, rule: str, *keys: str) -> None:
         """Refuse if the window is already full, without counting."""
         item = self._rules[rule]
         if not self._limiter.test(item, rule, *keys):
-            raise RuleViolation("too_many", limit=str(item))
+            raise too_many(item)
 
     def open_socket(self, ip: str) -> None:
         if self._sockets[ip] >= self.max_ws_per_ip:

@@ -105,7 +105,7 @@ async def join(request: Request) -> JSONResponse:
 
 async def post_card(request: Request) -> JSONResponse:
     board, actor = await _board_and_actor(request, required=True)
-    limit_post(request, actor.author_key)
+    limit_post(request, board, actor.author_key)
     data = await read_json(request)
     result = await services(request).commands.post_card(
         board, actor, column_id=data.get("column_id"), text=data.get("text"),

@@ -56,9 +56,9 @@ async def find_board(conn: HTTPConnection, raw_code: str) -> Board:
         raise
 
 
-def limit_post(conn: HTTPConnection, author_key: str) -> None:
+def limit_post(conn: HTTPConnection, board: Board, author_key: str) -> None:
     limits = services(conn).limits
-    limits.hit("post_participant", author_key)
+    limits.hit("post_participant", board.join_code, author_key)  # "a" is per board
     limits.hit("post_ip", client_ip(conn))
 
 
@@ -131,9 +131,8 @@ async def rule_violation_handler(request: Request, exc: Exception) -> Response:
 
 async def http_exception_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    code = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}.get(
-        exc.status_code, "not_found"
-    )
+    code = {400: "bad_request", 404: "not_found", 405: "method_not_allowed",
+            413: "body_too_large"}.get(exc.status_code, "bad_request")
     params: dict[str, Any] = {}
     if code == "body_too_large":
         params["limit"] = services(request).settings.max_body_bytes
@@ -152,7 +151,9 @@ async def read_json(request: Request) -> dict[str, Any]:
     body = await read_body(request, limit)
     try:
         data = json.loads(body or b"null")
-    except (ValueError, UnicodeDecodeError) as exc:
+        # JSON may escape lone surrogates ("\ud800"): text no database or page can hold.
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except (ValueError, UnicodeError, RecursionError) as exc:
         raise RuleViolation("invalid_json") from exc
     if not isinstance(data, dict):
         raise RuleViolation("invalid_json")

@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import logging
 
-from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from board.commands import PUBLIC, Actor, settings_dict
@@ -19,7 +18,7 @@ from board.fanout import Client, Feed
 from board.render import LANGS, Audience
 from board.security import animator_cookie, bearer_token, origin_allowed, participant_cookie
 from board.tables import Board
-from board.web.common import client_ip, find_board, services
+from board.web.common import client_ip, error_json, find_board, services
 
 log = logging.getLogger("board.live")
 
@@ -30,7 +29,7 @@ CLOSE_POLICY = 1008
 
 async def deny(websocket: WebSocket, error: RuleViolation) -> None:
     """Refuse the handshake with an HTTP status and the usual JSON error body."""
-    response = JSONResponse({"error": error.to_dict()}, status_code=error.status)
+    response = error_json(error)
     try:
         await websocket.send_denial_response(response)
     except RuntimeError:  # server without the denial extension: plain 403
@@ -156,7 +155,7 @@ async def _pump(websocket: WebSocket, client: Client, feed: Feed) -> None:
             await websocket.send_text(text)
 
     limits = services(websocket).limits
-    key = str(id(client))
+    key = client.key
 
     async def receive_loop() -> None:
         while True:

@@ -122,6 +122,8 @@ async def join_by_code(request: Request) -> Response:
     try:
         board = await find_board(request, raw)
     except RuleViolation as error:
+        if error.code != "unknown_board":
+            raise
         return render(request, "unknown.html", status=404, code=raw[:20],
                       message=error.message(pick_lang(request)))
     return RedirectResponse(f"/b/{board.join_code}", status_code=303)
@@ -145,6 +147,8 @@ async def participant_page(request: Request) -> Response:
     try:
         board = await _board(request)
     except RuleViolation as error:
+        if error.code != "unknown_board":
+            raise
         raw = request.path_params["join_code"]
         return render(request, "unknown.html", status=404, code=raw[:20],
                       message=error.message(pick_lang(request)))
@@ -190,7 +194,7 @@ async def post_card(request: Request) -> Response:
     outbox = request.headers.get("x-outbox") == "1"
     try:
         if actor.role != "public":
-            limit_post(request, actor.author_key)
+            limit_post(request, board, actor.author_key)
         result = await svc.commands.post_card(
             board, actor, column_id=form.get("column_id"), text=form.get("text"),
             client_id=form.get("client_id"),
@@ -210,6 +214,7 @@ async def post_card(request: Request) -> Response:
                           post=post, bv=view, view=view_name, code=board.join_code)
         page = "animator.html" if actor.is_animator else "participant.html"
         return render(request, page, status=error.status, me=actor, post=post,
+                      urls=board_urls(request, board.join_code),
                       **_page_context(request, view, view_name))
     status = 201 if result.created else 200
     if outbox:
