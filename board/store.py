@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Iterator
@@ -79,6 +80,11 @@ class Store:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self._writer = engine.execution_options(**{WRITE: True})
+        # SQLite has one writer at a time. Writers of this process queue here, first come first
+        # served, instead of each polling the file lock (which let some starve for seconds);
+        # other processes still meet the busy timeout.
+        self._write_turn: asyncio.Lock | None = (
+            asyncio.Lock() if engine.dialect.name == "sqlite" else None)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
@@ -94,10 +100,19 @@ class Store:
         ``unavailable`` error: the transaction is rolled back, so nothing half-written stays,
         and the client keeps its text and retries with the same idempotency key.
         """
-        with storage_errors():
-            async with AsyncSession(self._writer, expire_on_commit=False) as session:
-                async with session.begin():
-                    yield session
+        async with self._turn():
+            with storage_errors():
+                async with AsyncSession(self._writer, expire_on_commit=False) as session:
+                    async with session.begin():
+                        yield session
+
+    @asynccontextmanager
+    async def _turn(self) -> AsyncIterator[None]:
+        if self._write_turn is None:
+            yield
+            return
+        async with self._write_turn:
+            yield
 
     # --- reads -------------------------------------------------------------------------
 

@@ -34,7 +34,9 @@ TEST_LIMITS = {
 class LiveServer:
     """A real server process; restartable on the same port and database file."""
 
-    def __init__(self, db_path: Path, log_path: Path, env: dict[str, str] | None = None):
+    def __init__(self, db_path: Path, log_path: Path, env: dict[str, str] | None = None,
+                 log_level: str = "warning"):
+        self.log_level = log_level
         self.db_path = db_path
         self.log_path = log_path
         self.port = free_port()
@@ -56,7 +58,7 @@ class LiveServer:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "board", "serve", "--host", "127.0.0.1",
                  "--port", str(self.port), "--database", f"sqlite:///{self.db_path}",
-                 "--log-level", "warning"],
+                 "--log-level", self.log_level],
                 cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=self.env,
             )
         deadline = time.monotonic() + 30
@@ -90,6 +92,18 @@ class LiveServer:
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[LiveServer]:
     live = LiveServer(tmp_path / "board.db", tmp_path / "server.log")
+    live.start()
+    try:
+        yield live
+    finally:
+        live.stop()
+
+
+@pytest.fixture(scope="module")
+def module_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """One real server for a whole test module (tests there make their own boards)."""
+    folder = tmp_path_factory.mktemp("module-server")
+    live = LiveServer(folder / "board.db", folder / "server.log")
     live.start()
     try:
         yield live

@@ -36,6 +36,15 @@ async def deny(websocket: WebSocket, error: RuleViolation) -> None:
         await websocket.close(code=1008, reason=error.code)
 
 
+CLOSE_TIMEOUT = 2.0  # seconds; a client that never reads cannot take its close frame either
+
+
+async def close_within(websocket: WebSocket, code: int, reason: str) -> None:
+    """Close, but never wait long: a stalled reader must not keep its slot and memory."""
+    with contextlib.suppress(RuntimeError, OSError, TimeoutError):
+        await asyncio.wait_for(websocket.close(code=code, reason=reason), CLOSE_TIMEOUT)
+
+
 def parse_since(raw: str | None) -> int | None:
     if raw is None:
         return None
@@ -97,8 +106,7 @@ async def _serve(websocket: WebSocket, board: Board, actor: Actor, client: Clien
         pass
     except (RuntimeError, OSError, RuleViolation) as exc:  # feed or storage down, socket gone
         log.info("websocket of board %s ended: %s", board.join_code, exc)
-        with contextlib.suppress(RuntimeError, OSError):
-            await websocket.close(code=CLOSE_TRY_AGAIN)
+        await close_within(websocket, CLOSE_TRY_AGAIN, "try again")
 
 
 async def _actor(websocket: WebSocket, board: Board, view: str) -> Actor:
@@ -167,8 +175,7 @@ async def _pump(websocket: WebSocket, client: Client, feed: Feed) -> None:
             try:
                 limits.hit("ws_message", key)
             except RuleViolation:
-                with contextlib.suppress(RuntimeError, OSError):
-                    await websocket.close(code=CLOSE_POLICY, reason="too many messages")
+                await close_within(websocket, CLOSE_POLICY, "too many messages")
                 return
 
     async def overflow_watch() -> None:
@@ -184,8 +191,7 @@ async def _pump(websocket: WebSocket, client: Client, feed: Feed) -> None:
         await asyncio.gather(*tasks, return_exceptions=True)
     if client.overflowed.is_set():
         log.info("slow client cut off (queue full); it will resync")
-        with contextlib.suppress(RuntimeError, OSError):
-            await websocket.close(code=CLOSE_TRY_AGAIN, reason="too slow, reconnect")
+        await close_within(websocket, CLOSE_TRY_AGAIN, "too slow, reconnect")
     for task in done:
         exc = task.exception()
         if exc is not None and not isinstance(exc, WebSocketDisconnect | asyncio.CancelledError):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -824,21 +824,9 @@ ANIMATOR_ENDPOINTS: dict[str, Endpoint] = {
 }
 
 
-@pytest.fixture(scope="module")
-def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    """One real server for the parametrized cases below; each case makes its own boards."""
-    folder = tmp_path_factory.mktemp("refusals")
-    live = LiveServer(folder / "board.db", folder / "server.log")
-    live.start()
-    try:
-        yield live
-    finally:
-        live.stop()
-
-
 @pytest.fixture
-async def shared_http(shared_server: LiveServer) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=shared_server.url, timeout=10) as client:
+async def shared_http(module_server: LiveServer) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=module_server.url, timeout=10) as client:
         yield client
 
 

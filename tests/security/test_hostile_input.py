@@ -13,8 +13,6 @@ import asyncio
 import json
 import re
 import sqlite3
-import subprocess
-import sys
 import time
 import unicodedata
 import uuid
@@ -30,7 +28,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from board import domain
-from tests.conftest import ROOT, LiveServer
+from tests.conftest import LiveServer
 from tests.e2e.conftest import LAPTOP, PROJECTOR, ConsoleLog, OpenPage
 from tests.integration.helpers import bearer, next_event
 
@@ -218,29 +216,6 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
         server.stop()
 
 
-class InfoLogServer(LiveServer):
-    """A LiveServer logging at info level, so that access lines reach the log file."""
-
-    def start(self) -> None:
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "board", "serve", "--host", "127.0.0.1",
-                 "--port", str(self.port), "--database", f"sqlite:///{self.db_path}",
-                 "--log-level", "info"],
-                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=self.env,
-            )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited early:\n{self.log_path.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{self.url}/api/v1/health", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        raise RuntimeError("server did not answer in 30 s")
-
-
 STRICT_LIMITS = {"BOARD_RATE_POSTS_PER_PARTICIPANT": "3/minute",
                  "BOARD_RATE_WS_MESSAGES": "10/minute"}
 
@@ -249,7 +224,8 @@ STRICT_LIMITS = {"BOARD_RATE_POSTS_PER_PARTICIPANT": "3/minute",
 def strict(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """A server with tight posting and websocket-message limits, logging at info level."""
     path = tmp_path_factory.mktemp("strict")
-    server = InfoLogServer(path / "board.db", path / "server.log", env=STRICT_LIMITS)
+    server = LiveServer(path / "board.db", path / "server.log", env=STRICT_LIMITS,
+                        log_level="info")
     server.start()
     try:
         yield server
