@@ -38,6 +38,22 @@ async def _board_and_actor(request: Request, *, required: bool) -> tuple[Board, 
     return board, actor
 
 
+async def _animator_of(request: Request) -> tuple[Board, Actor]:
+    """An animator-only action: no token, a token of another board or a participant's token
+    are all the same refusal, 403 animator_only (as the facilitation API specifies)."""
+    board = await find_board(request, request.path_params["join_code"])
+    try:
+        actor = await services(request).commands.authenticate(
+            board, bearer_token(request.headers), required=True)
+    except RuleViolation as error:
+        if error.code in ("auth_required", "invalid_token"):
+            raise RuleViolation("animator_only") from error
+        raise
+    if not actor.is_animator:
+        raise RuleViolation("animator_only")
+    return board, actor
+
+
 async def health(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ok"})
 
@@ -88,7 +104,7 @@ async def get_board(request: Request) -> JSONResponse:
 
 
 async def patch_board(request: Request) -> JSONResponse:
-    board, actor = await _board_and_actor(request, required=True)
+    board, actor = await _animator_of(request)
     data = await read_json(request)
     settings = await services(request).commands.update_settings(board, actor, data)
     return JSONResponse(settings)
@@ -123,7 +139,7 @@ def _path_id(request: Request, name: str) -> int:
 
 
 async def patch_card(request: Request) -> JSONResponse:
-    board, actor = await _board_and_actor(request, required=True)
+    board, actor = await _animator_of(request)
     data = await read_json(request)
     card = await services(request).commands.update_card(
         board, actor, card_id=_path_id(request, "card_id"), changes=data)
@@ -131,14 +147,14 @@ async def patch_card(request: Request) -> JSONResponse:
 
 
 async def delete_card(request: Request) -> JSONResponse:
-    board, actor = await _board_and_actor(request, required=True)
+    board, actor = await _animator_of(request)
     card_id = _path_id(request, "card_id")
     await services(request).commands.delete_card(board, actor, card_id=card_id)
     return JSONResponse({"id": card_id, "deleted": True})
 
 
 async def merge_card(request: Request) -> JSONResponse:
-    board, actor = await _board_and_actor(request, required=True)
+    board, actor = await _animator_of(request)
     data = await read_json(request)
     card = await services(request).commands.merge_cards(
         board, actor, card_id=_path_id(request, "card_id"), into=data.get("into"))
@@ -146,7 +162,7 @@ async def merge_card(request: Request) -> JSONResponse:
 
 
 async def create_theme(request: Request) -> JSONResponse:
-    board, actor = await _board_and_actor(request, required=True)
+    board, actor = await _animator_of(request)
     data = await read_json(request)
     theme = await services(request).commands.create_theme(
         board, actor, column_id=data.get("column_id"), title=data.get("title"))
@@ -154,7 +170,7 @@ async def create_theme(request: Request) -> JSONResponse:
 
 
 async def patch_theme(request: Request) -> JSONResponse:
-    board, actor = await _board_and_actor(request, required=True)
+    board, actor = await _animator_of(request)
     data = await read_json(request)
     if set(data) != {"title"}:
         raise RuleViolation("invalid_field", field="title")
@@ -164,7 +180,7 @@ async def patch_theme(request: Request) -> JSONResponse:
 
 
 async def delete_theme(request: Request) -> JSONResponse:
-    board, actor = await _board_and_actor(request, required=True)
+    board, actor = await _animator_of(request)
     theme_id = _path_id(request, "theme_id")
     await services(request).commands.delete_theme(board, actor, theme_id=theme_id)
     return JSONResponse({"id": theme_id, "deleted": True})
@@ -184,7 +200,7 @@ async def results(request: Request) -> JSONResponse:
 
 
 async def timer(request: Request) -> JSONResponse:
-    board, actor = await _board_and_actor(request, required=True)
+    board, actor = await _animator_of(request)
     data = await read_json(request)
     if set(data) - {"action", "seconds"}:
         raise RuleViolation("invalid_field", field=sorted(set(data) - {"action", "seconds"})[0])
@@ -233,7 +249,7 @@ async def get_event(request: Request) -> JSONResponse:
 
 
 async def patch_column(request: Request) -> JSONResponse:
-    board, actor = await _board_and_actor(request, required=True)
+    board, actor = await _animator_of(request)
     data = await read_json(request)
     column = await services(request).commands.rename_column(
         board, actor, column_id=_path_id(request, "column_id"), title=data.get("title")

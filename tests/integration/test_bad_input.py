@@ -126,7 +126,7 @@ async def test_missing_or_wrong_token(ctx: dict[str, Any]) -> None:
 
 
 async def test_participant_cannot_act_as_animator(ctx: dict[str, Any]) -> None:
-    """Hiding, renaming and settings need the animator token: a participant gets 403."""
+    """Hiding, renaming and settings need the animator token: anyone else gets 403."""
     http, code, token = ctx["http"], ctx["code"], ctx["token"]
     card = (await post(http, code, token, ctx["column"], "à moi", "own")).json()
     assert_error(await http.patch(f"/api/v1/boards/{code}/cards/{card['id']}",
@@ -138,7 +138,7 @@ async def test_participant_cannot_act_as_animator(ctx: dict[str, Any]) -> None:
     assert_error(await http.patch(f"/api/v1/boards/{code}", headers=bearer(token),
                                   json={"locked": True}), 403, "animator_only")
     assert_error(await http.patch(f"/api/v1/boards/{code}", json={"locked": True}),
-                 401, "auth_required")
+                 403, "animator_only")
 
 
 async def test_animator_cannot_touch_another_boards_card(ctx: dict[str, Any]) -> None:

@@ -751,7 +751,10 @@ async def test_animator_plain_form_refusals_are_4xx_pages(live: LiveServer) -> N
 
 
 async def test_forged_tokens_are_refused(live: LiveServer, http: httpx.AsyncClient) -> None:
-    """Random tokens, another board's tokens, A's animator token on B: 401/403, B unchanged."""
+    """Random tokens, another board's tokens, A's animator token on B: refused, B unchanged.
+
+    Animator actions answer 403 animator_only to anyone else; participant actions (post,
+    vote) answer 401 to a token that is not valid here."""
     a, b = await new_board(http), await new_board(http)
     code_b, col_b = b["join_code"], b["columns"][0]["id"]
     participant_a = await api_join(http, a["join_code"])
@@ -764,17 +767,23 @@ async def test_forged_tokens_are_refused(live: LiveServer, http: httpx.AsyncClie
               "huge": "x" * 4000, "a's hash": "0" * 64}
     for label, token in forged.items():
         h = bearer(token)
-        for method, url, body in (
+        for method, url, body, status, code in (
                 ("POST", f"/api/v1/boards/{code_b}/cards",
-                 {"column_id": col_b, "text": "intrus", "client_id": label}),
-                ("PATCH", f"/api/v1/boards/{code_b}", {"phase": "vote"}),
-                ("PATCH", f"/api/v1/boards/{code_b}/cards/{card_b['id']}", {"hidden": True}),
-                ("DELETE", f"/api/v1/boards/{code_b}/cards/{card_b['id']}", None),
-                ("PATCH", f"/api/v1/boards/{code_b}/columns/{col_b}", {"title": "pris"}),
-                ("POST", f"/api/v1/boards/{code_b}/timer", {"action": "start"}),
-                ("POST", f"/api/v1/boards/{code_b}/votes", {"card_id": card_b["id"]})):
+                 {"column_id": col_b, "text": "intrus", "client_id": label}, 401,
+                 "invalid_token"),
+                ("PATCH", f"/api/v1/boards/{code_b}", {"phase": "vote"}, 403, "animator_only"),
+                ("PATCH", f"/api/v1/boards/{code_b}/cards/{card_b['id']}", {"hidden": True},
+                 403, "animator_only"),
+                ("DELETE", f"/api/v1/boards/{code_b}/cards/{card_b['id']}", None, 403,
+                 "animator_only"),
+                ("PATCH", f"/api/v1/boards/{code_b}/columns/{col_b}", {"title": "pris"}, 403,
+                 "animator_only"),
+                ("POST", f"/api/v1/boards/{code_b}/timer", {"action": "start"}, 403,
+                 "animator_only"),
+                ("POST", f"/api/v1/boards/{code_b}/votes", {"card_id": card_b["id"]}, 401,
+                 "invalid_token")):
             response = await http.request(method, url, headers=h, json=body)
-            assert_error(response, 401, "invalid_token")
+            assert_error(response, status, code)
     for method, url, body in (("PATCH", f"/api/v1/boards/{code_b}", {"locked": True}),
                               ("DELETE", f"/api/v1/boards/{code_b}/cards/{card_b['id']}", None)):
         response = await http.request(method, url, headers=bearer(participant_b), json=body)
@@ -782,6 +791,9 @@ async def test_forged_tokens_are_refused(live: LiveServer, http: httpx.AsyncClie
     for headers in ({"Authorization": "Bearer"}, {"Authorization": "Basic " + "a" * 20}, {}):
         response = await http.patch(f"/api/v1/boards/{code_b}", headers=headers,
                                     json={"phase": "vote"})
+        assert_error(response, 403, "animator_only")
+        response = await http.post(f"/api/v1/boards/{code_b}/votes", headers=headers,
+                                   json={"card_id": card_b["id"]})
         assert_error(response, 401, "auth_required")
     # Pages: A's key or cookie does not open B's animator page or forms.
     async with httpx.AsyncClient(base_url=live.url, timeout=10) as intruder:
