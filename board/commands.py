@@ -209,9 +209,11 @@ class Commands:
         self.store.log_event(session, event)
         return event
 
-    async def _publish(self, events: list[Event]) -> None:
+    async def _publish(self, *events: Event | None) -> None:
+        """After the commit: hand the events (those that happened) to the hub, in order."""
         for event in events:
-            await self.hub.publish(event)
+            if event is not None:
+                await self.hub.publish(event)
 
     # --- boards -----------------------------------------------------------------------
 
@@ -362,9 +364,7 @@ class Commands:
                 return PostResult(card=existing, created=False)
             domain.check_can_post(phase=fresh.phase, locked=fresh.locked,
                                   is_animator=actor.is_animator)
-            column = await session.get(BoardColumn, column_id)
-            if column is None or column.board_id != board.id:
-                raise RuleViolation("unknown_column")
+            await self._column(session, board.id, column_id)  # of this board, or 422
             seq = await self.store.take_seq(session, board.id)
             card = Card(
                 board_id=board.id, column_id=column_id, participant_id=actor.participant_id,
@@ -400,9 +400,7 @@ class Commands:
             moved = False
             if "column_id" in changes:
                 column_id = _as_id(changes["column_id"], "column_id")
-                column = await session.get(BoardColumn, column_id)
-                if column is None or column.board_id != board.id:
-                    raise RuleViolation("unknown_column")
+                await self._column(session, board.id, column_id)
                 if card.column_id != column_id:
                     card.column_id, card.theme_id, moved = column_id, None, True
             if "theme_id" in changes:
@@ -429,7 +427,7 @@ class Commands:
                 events.append(await self._emit(
                     session, board.id, "card.hidden" if card.hidden else "card.restored",
                     _card_event(card, fresh)))
-        await self._publish(events)
+        await self._publish(*events)
         return card
 
     async def set_hidden(self, board: Board, actor: Actor, *, card_id: int,
@@ -451,8 +449,7 @@ class Commands:
                 await session.execute(sa.delete(Vote).where(col(Vote.card_id) == card_id))
                 event = await self._emit(session, board.id, "card.deleted",
                                          {"id": card.id, "column_id": card.column_id})
-        if event is not None:
-            await self.hub.publish(event)
+        await self._publish(event)
 
     async def merge_cards(self, board: Board, actor: Actor, *, card_id: int,
                           into: object) -> Card:
@@ -494,16 +491,13 @@ class Commands:
         assert board.id is not None
         event: Event | None = None
         async with self.store.write() as session:
-            column = await session.get(BoardColumn, column_id)
-            if column is None or column.board_id != board.id:
-                raise RuleViolation("unknown_column")
+            column = await self._column(session, board.id, column_id)
             if column.title != clean:
                 column.title = clean
                 session.add(column)
                 event = await self._emit(session, board.id, "column.renamed",
                                          {"id": column.id, "title": clean})
-        if event is not None:
-            await self.hub.publish(event)
+        await self._publish(event)
         return column
 
     async def create_theme(self, board: Board, actor: Actor, *, column_id: object,
@@ -514,9 +508,7 @@ class Commands:
         cid = _as_id(column_id, "column_id")
         assert board.id is not None
         async with self.store.write() as session:
-            column = await session.get(BoardColumn, cid)
-            if column is None or column.board_id != board.id:
-                raise RuleViolation("unknown_column")
+            await self._column(session, board.id, cid)
             theme = Theme(board_id=board.id, column_id=cid, title=clean)
             session.add(theme)
             await session.flush()
@@ -537,8 +529,7 @@ class Commands:
                 theme.title = clean
                 session.add(theme)
                 event = await self._emit(session, board.id, "theme.updated", theme_dict(theme))
-        if event is not None:
-            await self.hub.publish(event)
+        await self._publish(event)
         return theme
 
     async def delete_theme(self, board: Board, actor: Actor, *, theme_id: int) -> None:
@@ -576,8 +567,7 @@ class Commands:
                 if before["silent"] and not after["silent"]:
                     data["revealed"] = True
                 event = await self._emit(session, board.id, "board.updated", data)
-        if event is not None:
-            await self.hub.publish(event)
+        await self._publish(event)
         return after
 
     async def timer(self, board: Board, actor: Actor, *, action: object,
@@ -714,6 +704,13 @@ class Commands:
         if card is None or card.board_id != board_id:
             raise RuleViolation("unknown_card")
         return card
+
+    @staticmethod
+    async def _column(session: AsyncSession, board_id: int, column_id: int) -> BoardColumn:
+        column = await session.get(BoardColumn, column_id)
+        if column is None or column.board_id != board_id:
+            raise RuleViolation("unknown_column")
+        return column
 
     @staticmethod
     async def _theme(session: AsyncSession, board_id: int, theme_id: int) -> Theme:
