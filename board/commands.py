@@ -11,7 +11,7 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import sqlalchemy as sa
 from sqlmodel import col, select
@@ -131,9 +131,6 @@ class BoardView:
 
     def themes_of(self, column_id: int | None) -> list[Theme]:
         return [t for t in self.themes if t.column_id == column_id]
-
-    def card_count(self, column_id: int | None) -> int:
-        return sum(1 for c in self.cards if c.column_id == column_id and not c.hidden)
 
     def votes_for(self, kind: str, item_id: int | None) -> int | None:
         if not self.counts_visible or item_id is None:
@@ -296,6 +293,11 @@ class Commands:
         if participant is None:
             raise RuleViolation("invalid_token")
         return Actor("participant", participant_id=participant.id, name=participant.name)
+
+    async def columns(self, board: Board) -> list[BoardColumn]:
+        assert board.id is not None
+        async with self.store.read() as session:
+            return await self.store.columns(session, board.id)
 
     async def view(self, board: Board, viewer: Actor) -> BoardView:
         assert board.id is not None
@@ -700,24 +702,15 @@ class Commands:
 
     @staticmethod
     async def _card(session: AsyncSession, board_id: int, card_id: int) -> Card:
-        card = await session.get(Card, card_id)
-        if card is None or card.board_id != board_id:
-            raise RuleViolation("unknown_card")
-        return card
+        return await _of_board(session, Card, board_id, card_id, "unknown_card")
 
     @staticmethod
     async def _column(session: AsyncSession, board_id: int, column_id: int) -> BoardColumn:
-        column = await session.get(BoardColumn, column_id)
-        if column is None or column.board_id != board_id:
-            raise RuleViolation("unknown_column")
-        return column
+        return await _of_board(session, BoardColumn, board_id, column_id, "unknown_column")
 
     @staticmethod
     async def _theme(session: AsyncSession, board_id: int, theme_id: int) -> Theme:
-        theme = await session.get(Theme, theme_id)
-        if theme is None or theme.board_id != board_id:
-            raise RuleViolation("unknown_theme")
-        return theme
+        return await _of_board(session, Theme, board_id, theme_id, "unknown_theme")
 
     @staticmethod
     async def _count_votes(session: AsyncSession, *, card_id: int | None = None,
@@ -726,6 +719,18 @@ class Commands:
         query = query.where(col(Vote.card_id) == card_id) if card_id is not None else (
             query.where(col(Vote.theme_id) == theme_id))
         return int((await session.execute(query)).scalar_one())
+
+
+Owned = TypeVar("Owned", Card, BoardColumn, Theme)
+
+
+async def _of_board(session: AsyncSession, table: type[Owned], board_id: int, row_id: int,
+                    error: str) -> Owned:
+    """A row that belongs to this board; another board's row is as unknown as a missing one."""
+    row = await session.get(table, row_id)
+    if row is None or row.board_id != board_id:
+        raise RuleViolation(error)
+    return row
 
 
 def _as_id(value: object, field_name: str) -> int:

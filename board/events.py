@@ -72,32 +72,24 @@ def for_public(event: Event, invisible_now: frozenset[int] | None = None, *,
     """
     data = event.data
     if event.type in CARD_EVENTS:
-        if invisible_now is not None:
-            if data["id"] in invisible_now:
-                return public_card({**data, "hidden": True})
-            data = {k: v for k, v in data.items() if k != "silent"}
-        elif data.get("hidden") or data.get("silent"):
-            return public_card(data)
-        if "votes" in data and not results_visible:
-            data = {k: v for k, v in data.items() if k != "votes"}
-        return data
+        return _card_for_public(data, invisible_now, results_visible)
+    if event.type == "card.merged":
+        shown = {k: v for k, v in data.items() if k != "votes" or results_visible}
+        shown["into"] = _card_for_public(data["into"], invisible_now, results_visible)
+        return shown
     if event.type == "vote.changed" and not data.get("results_visible"):
         return {}
-    if event.type == "card.merged":
-        into = data["into"]
-        hidden = (into["id"] in invisible_now if invisible_now is not None
-                  else into.get("hidden") or into.get("silent"))
-        shown = {k: v for k, v in data.items() if k != "votes" or results_visible}
-        if hidden:
-            shown["into"] = public_card({**into, "hidden": invisible_now is not None
-                                         or into.get("hidden")})
-        elif invisible_now is not None:
-            shown["into"] = {k: v for k, v in into.items() if k != "silent"}
-        return shown
     return data
 
 
-def frame(seq: int | None, type_: str, data: dict[str, Any]) -> str:
-    return json.dumps(
-        {"seq": seq, "type": type_, "data": data}, ensure_ascii=False, separators=(",", ":")
-    )
+def _card_for_public(card: dict[str, Any], invisible_now: frozenset[int] | None,
+                     results_visible: bool) -> dict[str, Any]:
+    if invisible_now is not None:
+        if card["id"] in invisible_now:
+            return public_card({**card, "hidden": True})
+        card = {k: v for k, v in card.items() if k != "silent"}
+    elif card.get("hidden") or card.get("silent"):
+        return public_card(card)
+    if "votes" in card and not results_visible:
+        card = {k: v for k, v in card.items() if k != "votes"}
+    return card

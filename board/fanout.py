@@ -143,8 +143,8 @@ class Feed:
         if event.seq <= self.last_seq:
             return
         self.last_seq = event.seq
-        if event.type == "board.updated":
-            self.settings = {**self.settings, **event.data}
+        if event.type == "board.updated":  # its data is the settings (plus one-shot flags)
+            self.settings = {k: event.data[k] for k in self.settings if k in event.data}
         for audience, group in self.clients.items():
             text = self.fanout.renderer.frame(event, audience, self.join_code, self.settings)
             for client in group:

@@ -79,42 +79,33 @@ class Renderer:
         return self.envs[lang].get_template(template).render(**context)
 
     # --- websocket frames -------------------------------------------------------------
+    # A frame is {"seq", "type", "data"} for API clients, {"seq", "type", "content"} (HTML
+    # partials that hx-ws swaps in) for pages. Each is built once per audience.
 
     def frame(self, event: Event, audience: Audience, code: str, st: dict[str, Any],
               invisible_now: frozenset[int] | None = None) -> str:
-        """One event as a text frame for one audience (rendered once, sent to many).
-
-        ``st`` holds the board's settings as of this event (phase, results_visible…).
-        """
+        """One event for one audience; ``st`` holds the board's settings as of this event."""
         data = event.data if audience.animator else for_public(
             event, invisible_now, results_visible=bool(st.get("results_visible")))
-        if not audience.html:
-            return json.dumps({"seq": event.seq, "type": event.type, "data": data},
-                              ensure_ascii=False, separators=(",", ":"))
-        content = self._push(audience, type=event.type, data=data, code=code, st=st)
-        return json.dumps({"seq": event.seq, "type": event.type, "content": content},
-                          ensure_ascii=False, separators=(",", ":"))
+        return self._frame(event.seq, event.type, audience, data, code=code, st=st)
 
-    def _push(self, audience: Audience, **context: Any) -> str:
-        return self.envs[audience.lang].get_template("partials/_push.html").render(
-            view=audience.view, **context
-        )
-
-    def snapshot_frame(self, view_dict: dict[str, Any], board_view: Any,
-                       audience: Audience) -> str:
-        if not audience.html:
-            return json.dumps({"seq": view_dict["seq"], "type": "snapshot", "data": view_dict},
-                              ensure_ascii=False, separators=(",", ":"))
-        content = self._push(audience, type="snapshot", bv=board_view, data={},
-                             code=board_view.board.join_code, st=board_view.board)
-        return json.dumps({"seq": view_dict["seq"], "type": "snapshot", "content": content},
-                          ensure_ascii=False, separators=(",", ":"))
+    def snapshot_frame(self, board_view: Any, audience: Audience) -> str:
+        board = board_view.board
+        data = board_view.to_dict() if not audience.html else {}
+        return self._frame(board.seq, "snapshot", audience, data, bv=board_view,
+                           code=board.join_code, st=board)
 
     def presence_frame(self, count: int, audience: Audience) -> str:
-        if not audience.html:
-            return json.dumps({"seq": None, "type": "presence", "data": {"participants": count}},
-                              separators=(",", ":"))
-        content = self._push(audience, type="presence", data={"participants": count}, code="",
-                             st={})
-        return json.dumps({"seq": None, "type": "presence", "content": content},
-                          ensure_ascii=False, separators=(",", ":"))
+        return self._frame(None, "presence", audience, {"participants": count}, code="",
+                           st={})
+
+    def _frame(self, seq: int | None, type_: str, audience: Audience, data: dict[str, Any],
+               **context: Any) -> str:
+        body: dict[str, Any] = {"seq": seq, "type": type_}
+        if audience.html:
+            body["content"] = self.envs[audience.lang].get_template(
+                "partials/_push.html").render(view=audience.view, type=type_, data=data,
+                                              **context)
+        else:
+            body["data"] = data
+        return json.dumps(body, ensure_ascii=False, separators=(",", ":"))

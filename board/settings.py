@@ -36,6 +36,10 @@ class Settings(BaseSettings):
     ws_queue_size: int = Field(
         512, description="Frames queued per socket before a slow client is cut off (it resyncs)"
     )
+    ws_send_timeout: float = Field(
+        20.0, description="Seconds one frame may take to leave; a socket slower than that "
+        "(a peer that stopped reading) is dropped and catches up when it reconnects"
+    )
     snapshot_after: int = Field(
         1000, description="A reconnect missing more events than this gets a snapshot instead"
     )

@@ -34,10 +34,6 @@ def async_url(url: str) -> str:
     return url
 
 
-def is_sqlite(url: str) -> bool:
-    return async_url(url).startswith("sqlite")
-
-
 def make_engine(url: str, *, busy_timeout: float = 5.0) -> AsyncEngine:
     url = async_url(url)
     if not url.startswith("sqlite"):

@@ -44,7 +44,7 @@ async def animator_page(request: Request) -> Response:
     if not actor.is_animator:
         return render(request, "forbidden.html", status=403, board=board)
     view = await services(request).commands.view(board, actor)
-    return render(request, "animator.html", me=actor, post=_blank_post(view),
+    return render(request, "animator.html", me=actor, post=_blank_post(view.columns),
                   urls=board_urls(request, board.join_code),
                   **_page_context(request, view, "animator"))
 

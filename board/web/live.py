@@ -14,7 +14,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from board.commands import PUBLIC, Actor, settings_dict
 from board.errors import RuleViolation
-from board.fanout import Client, Feed
+from board.fanout import Client
 from board.render import LANGS, Audience
 from board.security import animator_cookie, bearer_token, origin_allowed, participant_cookie
 from board.tables import Board
@@ -43,6 +43,14 @@ async def close_within(websocket: WebSocket, code: int, reason: str) -> None:
     """Close, but never wait long: a stalled reader must not keep its slot and memory."""
     with contextlib.suppress(RuntimeError, OSError, TimeoutError):
         await asyncio.wait_for(websocket.close(code=code, reason=reason), CLOSE_TIMEOUT)
+
+
+async def send(websocket: WebSocket, text: str) -> None:
+    """Every frame leaves within the send timeout, or the socket is given up (TimeoutError):
+    a peer that stopped reading fills the transport, and a send would otherwise wait forever —
+    during a replay, on a quiet board, as much as in the live loop."""
+    timeout = services(websocket).settings.ws_send_timeout
+    await asyncio.wait_for(websocket.send_text(text), timeout)
 
 
 def parse_since(raw: str | None) -> int | None:
@@ -100,10 +108,14 @@ async def _serve(websocket: WebSocket, board: Board, actor: Actor, client: Clien
         async with svc.fanout.attach(board.id, client) as feed:
             await _catch_up(websocket, board, actor, client, parse_since(
                 websocket.query_params.get("since")))
-            await websocket.send_text(svc.renderer.presence_frame(feed.participants, audience))
-            await _pump(websocket, client, feed)
+            await send(websocket, svc.renderer.presence_frame(feed.participants, audience))
+            await _pump(websocket, client)
     except WebSocketDisconnect:
         pass
+    except TimeoutError:
+        log.info("websocket of board %s stopped reading; dropped, it will resync",
+                 board.join_code)
+        await close_within(websocket, CLOSE_TRY_AGAIN, "too slow, reconnect")
     except (RuntimeError, OSError, RuleViolation) as exc:  # feed or storage down, socket gone
         log.info("websocket of board %s ended: %s", board.join_code, exc)
         await close_within(websocket, CLOSE_TRY_AGAIN, "try again")
@@ -146,21 +158,21 @@ async def _catch_up(websocket: WebSocket, board: Board, actor: Actor, client: Cl
         # silent writing; a projector (or an animator cookie on a public view) sees the public.
         viewer = actor if audience.animator or actor.role == "participant" else PUBLIC
         view = await svc.commands.view(fresh, viewer)
-        await websocket.send_text(renderer.snapshot_frame(view.to_dict(), view, audience))
+        await send(websocket, renderer.snapshot_frame(view, audience))
         client.last_seq = view.board.seq
         return
     st = settings_dict(fresh)
     for event in events:
-        await websocket.send_text(renderer.frame(event, audience, board.join_code, st, invisible))
+        await send(websocket, renderer.frame(event, audience, board.join_code, st, invisible))
     client.last_seq = current
 
 
-async def _pump(websocket: WebSocket, client: Client, feed: Feed) -> None:
+async def _pump(websocket: WebSocket, client: Client) -> None:
     """Send queued frames and read the client, in one task group: the first to end wins."""
 
     async def send_loop() -> None:
         async for text in client.frames():
-            await websocket.send_text(text)
+            await send(websocket, text)
 
     limits = services(websocket).limits
     key = client.key

@@ -20,7 +20,7 @@ from board.security import (
     origin_allowed,
     participant_cookie,
 )
-from board.tables import Board
+from board.tables import Board, BoardColumn
 from board.web.api import board_urls
 from board.web.common import (
     base_url,
@@ -156,12 +156,12 @@ async def participant_page(request: Request) -> Response:
     if actor.role != "participant":
         return render(request, "join.html", board=board, error=None, name="")
     view = await services(request).commands.view(board, actor)
-    return render(request, "participant.html", me=actor, post=_blank_post(view),
+    return render(request, "participant.html", me=actor, post=_blank_post(view.columns),
                   **_page_context(request, view, "participant"))
 
 
-def _blank_post(view: BoardView, column_id: int | None = None) -> dict[str, Any]:
-    first = view.columns[0].id if view.columns else None
+def _blank_post(columns: list[BoardColumn], column_id: int | None = None) -> dict[str, Any]:
+    first = columns[0].id if columns else None
     return {"client_id": uuid.uuid4().hex, "column_id": column_id or first, "text": "",
             "error": None, "sent": False}
 
@@ -208,10 +208,11 @@ async def post_card(request: Request) -> Response:
         post = {"client_id": form.get("client_id") or uuid.uuid4().hex,
                 "column_id": _int(form.get("column_id")), "text": form.get("text", ""),
                 "error": error.message(lang), "sent": False}
-        view = await svc.commands.view(board, actor)
         if is_htmx(request):
-            return render(request, "partials/_post_form.html", status=error.status,
-                          post=post, bv=view, view=view_name, code=board.join_code)
+            return render(request, "partials/_post_form.html", status=error.status, post=post,
+                          columns=await svc.commands.columns(board), view=view_name,
+                          code=board.join_code)
+        view = await svc.commands.view(board, actor)
         page = "animator.html" if actor.is_animator else "participant.html"
         return render(request, page, status=error.status, me=actor, post=post,
                       urls=board_urls(request, board.join_code),
@@ -222,11 +223,11 @@ async def post_card(request: Request) -> Response:
                       view=view_name, code=board.join_code, st=board, fresh=True)
     if not is_htmx(request):
         return RedirectResponse(f"{back}#card-{result.card.id}", status_code=303)
-    view = await svc.commands.view(board, actor)
-    post = _blank_post(view, result.card.column_id)
+    columns = await svc.commands.columns(board)
+    post = _blank_post(columns, result.card.column_id)
     post["sent"] = True
-    return render(request, "partials/_post_form.html", post=post, bv=view, view=view_name,
-                  new_card=result.card, code=board.join_code)
+    return render(request, "partials/_post_form.html", post=post, columns=columns,
+                  view=view_name, new_card=result.card, code=board.join_code, st=board)
 
 
 def _int(value: str | None) -> int | None:

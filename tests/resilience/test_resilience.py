@@ -893,3 +893,59 @@ async def test_a_cut_off_socket_that_never_reads_again_gives_its_slot_back(
     if stalled.close_code not in (1011, 1013, None) or not freed_on_read:
         pytest.fail(f"premise: close {stalled.close_code}, slot freed on read {freed_on_read}")
     assert released, f"the cut-off socket still holds its slot {waited:.0f} s after connecting"
+
+
+# --- 5. a reader that stalls during its replay, on a board that then goes quiet -------------
+
+
+async def test_a_reader_stalled_during_its_replay_is_dropped_on_a_quiet_board(
+        tmp_path: Path) -> None:
+    """A socket that asks for a long replay and never reads is dropped within the send
+    timeout, though no live event ever overflows its queue; its slot comes back."""
+    env = {"BOARD_WS_SEND_TIMEOUT": "2", "BOARD_MAX_WS_PER_IP": "2", **NO_RATE_LIMITS}
+    async with asyncio.timeout(240), running_server(tmp_path, "replay", env) as server:
+        async with http_client(server) as http:
+            board = await create_board(http)
+            code, animator = board["join_code"], board["animator_token"]
+            column, token = board["columns"][0]["id"], await join(http, code)
+            # More than the stalled socket's buffers can hold (~4.2 MB at ~4.8 KB a frame),
+            # fewer than BOARD_SNAPSHOT_AFTER (1,000): the server replays them one by one.
+            stats, rng = PostStats(), random.Random(1)
+            cards = 1000
+            for start in range(0, cards, 25):
+                await asyncio.gather(*(
+                    post_until_acked(http, code, token, column, LONG_TEXT.format(n=n),
+                                     f"q-{n}", stats=stats, rng=rng)
+                    for n in range(start, min(cards, start + 25))))
+            replay_bytes = cards * 4_800
+            assert replay_bytes > kernel_and_transport_bytes()
+
+            async def both_slots_free() -> bool:
+                try:
+                    async with (subscribe(server.ws_url, code, since=cards, token=token,
+                                          proxy=None),
+                                subscribe(server.ws_url, code, since=cards, token=token,
+                                          proxy=None)):
+                        return True
+                except InvalidStatus as refused:  # 429 too_many_connections
+                    assert refused.response.status_code == 429, refused
+                    return False
+
+            stalled = StalledClient("replay-never-read")
+            await stalled.open(server, code, animator, STALL_VIEW)  # since=0, never reads
+            opened = time.monotonic()
+            try:
+                released = await both_slots_free()
+                assert not released, "the stalled socket should hold one of the 2 slots"
+                while not released and time.monotonic() - opened < 30:
+                    await asyncio.sleep(1)
+                    released = await both_slots_free()
+                waited = time.monotonic() - opened
+                await stalled.read_again(timeout=10)
+            finally:
+                await stalled.close()
+    print(f"\n[replay-stall] slot {'given back' if released else 'still taken'} "
+          f"{waited:.0f} s after the handshake; the stalled socket had read "
+          f"{len(stalled.seqs)} of {cards} replayed frames, then close {stalled.close_code}")
+    assert released, f"a reader stalled in its replay still holds its slot after {waited:.0f} s"
+    assert len(stalled.seqs) < cards  # it really was cut off mid-replay
