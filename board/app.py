@@ -18,6 +18,7 @@ from board.errors import RuleViolation
 from board.fanout import Fanout
 from board.hub import MemoryHub
 from board.migrate import upgrade
+from board.netaddr import lan_addresses
 from board.ratelimit import RateLimits
 from board.render import Renderer
 from board.security import BodyLimit, SecurityHeaders
@@ -59,6 +60,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Sta
             settings=settings, store=store, hub=hub,
             commands=Commands(store, hub, settings), renderer=renderer, fanout=fanout,
             limits=RateLimits(settings),
+            lan_addresses=[] if settings.public_url else lan_addresses(),
         )
         try:
             yield

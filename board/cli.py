@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 import re
 import resource
-import socket
 
 import click
 import uvicorn
 
+from board.netaddr import lan_addresses
 from board.settings import Settings
 
 
@@ -34,25 +34,14 @@ def raise_open_file_limit() -> int:
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
-def lan_addresses() -> list[str]:
-    """This machine's addresses as phones on the venue Wi-Fi would reach them (no network call)."""
-    found: list[str] = []
-    try:
-        infos = socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)
-    except OSError:
-        infos = []
-    for info in infos:
-        address = str(info[4][0])
-        if not address.startswith("127.") and address not in found:
-            found.append(address)
-    return found
-
-
 def print_urls(host: str, port: int, public_url: str | None) -> None:
     if public_url:
         bases = [public_url.rstrip("/")]
     elif host in ("0.0.0.0", "::", ""):
         bases = [f"http://{a}:{port}" for a in lan_addresses()] + [f"http://127.0.0.1:{port}"]
+        if len(bases) == 1:
+            click.echo("  (aucune adresse réseau trouvée : les téléphones ne pourront pas "
+                       "joindre ce poste / no network address found: phones cannot reach it)")
     else:
         bases = [f"http://{host}:{port}"]
     click.echo("Atelier board")

@@ -21,7 +21,8 @@ class Settings(BaseSettings):
     port: int = Field(8000, description="Port `board serve` listens on")
     public_url: str | None = Field(
         None,
-        description="Base URL printed and put in QR codes (default: guessed from the LAN address)",
+        description="Base URL for links and QR codes, e.g. behind a proxy (default: the address "
+        "the page was opened with)",
     )
     allowed_origins: list[str] = Field(
         default_factory=list,

@@ -15,6 +15,7 @@ from board.commands import Commands
 from board.errors import RuleViolation
 from board.fanout import Fanout
 from board.hub import Hub
+from board.netaddr import is_loopback_host
 from board.ratelimit import RateLimits
 from board.render import DEFAULT_LANG, LANGS, Renderer
 from board.settings import Settings
@@ -33,6 +34,7 @@ class Services:
     renderer: Renderer
     fanout: Fanout
     limits: RateLimits
+    lan_addresses: list[str]
 
 
 def services(conn: HTTPConnection) -> Services:
@@ -89,6 +91,18 @@ def base_url(conn: HTTPConnection) -> str:
     if configured:
         return configured.rstrip("/")
     return str(conn.base_url).rstrip("/")
+
+
+def lan_hint(conn: HTTPConnection) -> str | None:
+    """The same page on the LAN address, when it was opened through loopback: a QR code or a
+    join link made from 127.0.0.1 would send phones nowhere."""
+    svc = services(conn)
+    if svc.settings.public_url or not svc.lan_addresses:
+        return None
+    if not is_loopback_host(conn.url.hostname):
+        return None
+    port = f":{conn.url.port}" if conn.url.port else ""
+    return f"http://{svc.lan_addresses[0]}{port}{conn.url.path}"
 
 
 def is_api(conn: HTTPConnection) -> bool:

@@ -29,6 +29,7 @@ from board.web.common import (
     error_page,
     find_board,
     is_htmx,
+    lan_hint,
     limit_post,
     pick_lang,
     services,
@@ -40,7 +41,8 @@ COOKIE_AGE = 60 * 60 * 24 * 30  # a month: a day of ateliers, and the synthesis 
 def render(request: Request, template: str, /, *, status: int = 200, **context: Any
            ) -> HTMLResponse:
     lang = pick_lang(request)
-    html = services(request).renderer.page(template, lang, request=request, **context)
+    html = services(request).renderer.page(template, lang, request=request,
+                                           lan_hint=lan_hint(request), **context)
     response = HTMLResponse(html, status_code=status)
     response.headers["cache-control"] = "no-store"
     return response

@@ -155,9 +155,12 @@ async def test_security_headers_and_no_inline_script(server: LiveServer,
         assert response.headers["referrer-policy"] == "no-referrer"
         for tag in re.findall(r"<script[^>]*>", response.text):
             assert re.search(r'src="/static/', tag), tag
+        # No http:// URL but links to this server itself (its own pages, the LAN-address
+        # hint), so nothing is loaded from elsewhere.
         assert "<script>" not in response.text and "http://" not in re.sub(
-            r'href="http://127\.0\.0\.1:\d+/b/[^"]*"|alt="[^"]*"|<strong>[^<]*</strong>', "",
-            response.text).replace('xmlns="http://www.w3.org/2000/svg"', "")
+            r'href="http://127\.0\.0\.1:\d+/b/[^"]*"|alt="[^"]*"|<strong>[^<]*</strong>'
+            r'|<p class="lan-hint".*?</p>', "",
+            response.text, flags=re.S).replace('xmlns="http://www.w3.org/2000/svg"', "")
 
 
 async def test_form_post_from_another_site_is_refused(server: LiveServer,
@@ -192,3 +195,20 @@ async def test_unknown_code_page(server: LiveServer, browser: httpx.AsyncClient)
         page = await browser.get(path)
         assert page.status_code == 404
         assert "QQQQQQ" in page.text and 'name="code"' in page.text
+
+
+async def test_pages_opened_through_loopback_point_phones_to_the_lan(server: LiveServer) -> None:
+    """Through 127.0.0.1 a page says where phones can reach the board; through a LAN host
+    name it says nothing (the Host header is set over loopback: no traffic leaves)."""
+    from board.netaddr import lan_addresses
+
+    lan = lan_addresses()
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+        local = await client.get("/")
+        if lan:
+            expected = f"http://{lan[0]}:{server.port}/"
+            assert 'class="lan-hint"' in local.text and f'href="{expected}"' in local.text
+        else:
+            assert 'class="lan-hint"' not in local.text
+        remote = await client.get("/", headers={"host": f"192.0.2.77:{server.port}"})
+        assert remote.status_code == 200 and 'class="lan-hint"' not in remote.text

@@ -28,6 +28,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from board import domain
+from board.netaddr import lan_addresses
 from tests.conftest import LiveServer
 from tests.e2e.conftest import LAPTOP, PROJECTOR, ConsoleLog, OpenPage
 from tests.integration.helpers import bearer, next_event
@@ -127,7 +128,10 @@ class MarkupAudit(HTMLParser):
 
     def __init__(self, base: str) -> None:
         super().__init__(convert_charrefs=True)
-        self.base = base
+        # This server, as opened (127.0.0.1) and as phones reach it (the loopback hint links
+        # to the same page on the LAN address: board/netaddr.py).
+        port = base.rsplit(":", 1)[-1]
+        self.bases = (base, *(f"http://{ip}:{port}" for ip in lan_addresses()))
         self.problems: list[str] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
@@ -156,7 +160,7 @@ class MarkupAudit(HTMLParser):
                 self.problems.append(f"socket {name}={value!r} on <{tag}>")
             if name in URL_ATTRIBUTES and not (
                     (url.startswith("/") and not url.startswith("//")) or url.startswith("#")
-                    or url.startswith(self.base + "/")):
+                    or url.startswith(tuple(b + "/" for b in self.bases))):
                 self.problems.append(f"url {name}={value!r} on <{tag}>")
 
 
