@@ -69,7 +69,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Sta
             await hub.close()
             await engine.dispose()
 
-    return Starlette(
+    app = Starlette(
         routes=[
             *api.routes,
             *pages.routes,
@@ -88,3 +88,6 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Sta
         },
         lifespan=lifespan,
     )
+    # A trailing slash is an unknown path (JSON 404), not an empty 307 to another URL.
+    app.router.redirect_slashes = False
+    return app

@@ -93,16 +93,31 @@ def base_url(conn: HTTPConnection) -> str:
     return str(conn.base_url).rstrip("/")
 
 
-def lan_hint(conn: HTTPConnection) -> str | None:
-    """The same page on the LAN address, when it was opened through loopback: a QR code or a
-    join link made from 127.0.0.1 would send phones nowhere."""
+def _lan_base(conn: HTTPConnection) -> str | None:
+    """This server on the LAN, when the page came through loopback (and no public URL is set):
+    the address phones in the room can reach."""
     svc = services(conn)
     if svc.settings.public_url or not svc.lan_addresses:
         return None
     if not is_loopback_host(conn.url.hostname):
         return None
     port = f":{conn.url.port}" if conn.url.port else ""
-    return f"http://{svc.lan_addresses[0]}{port}{conn.url.path}"
+    return f"http://{svc.lan_addresses[0]}{port}"
+
+
+def room_url(conn: HTTPConnection) -> str:
+    """Base URL for what people in the room use (the QR code, the join line, links for
+    phones): never 127.0.0.1, which would send their phones nowhere."""
+    return _lan_base(conn) or base_url(conn)
+
+
+def lan_hint(conn: HTTPConnection) -> str | None:
+    """The same page on the LAN address, for a page opened through loopback (a form's answer
+    points to the home page: its address takes posts, not visits)."""
+    lan = _lan_base(conn)
+    if lan is None:
+        return None
+    return lan + (conn.url.path if conn.scope.get("method", "GET") == "GET" else "/")
 
 
 def is_api(conn: HTTPConnection) -> bool:

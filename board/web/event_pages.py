@@ -11,7 +11,7 @@ from board.presets import FREE
 from board.security import organiser_cookie, secret_matches
 from board.tables import OrgEvent
 from board.web.api import board_urls, event_urls
-from board.web.common import pick_lang, services
+from board.web.common import pick_lang, room_url, services
 from board.web.pages import form_data, render, set_cookie
 
 
@@ -78,7 +78,8 @@ async def add_atelier(request: Request) -> Response:
                       ateliers=await _overview(request, org), urls=event_urls(request, org.code),
                       form=form, error=error.message(pick_lang(request)))
     return render(request, "created.html", board=created.board, org=org,
-                  urls=board_urls(request, created.board.join_code, created.animator_token))
+                  urls=board_urls(request, created.board.join_code, created.animator_token),
+                  room=room_url(request))
 
 
 async def join_page(request: Request) -> Response:

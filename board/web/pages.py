@@ -23,7 +23,6 @@ from board.security import (
 from board.tables import Board, BoardColumn
 from board.web.api import board_urls
 from board.web.common import (
-    base_url,
     client_ip,
     error_json,
     error_page,
@@ -32,6 +31,7 @@ from board.web.common import (
     lan_hint,
     limit_post,
     pick_lang,
+    room_url,
     services,
 )
 
@@ -86,8 +86,8 @@ def _page_context(request: Request, view: BoardView, audience: str) -> dict[str,
         "bv": view,
         "board": view.board,
         "view": audience,
-        "join_url": f"{base_url(request)}/b/{code}",
-        "join_host": base_url(request).split("://", 1)[-1],
+        "join_url": f"{room_url(request)}/b/{code}",
+        "join_host": room_url(request).split("://", 1)[-1],
         "ws_url": f"/api/v1/boards/{code}/events?since={view.board.seq}&view={audience}"
                   f"&lang={lang}",
         "presence": services(request).fanout.presence(view.id),
@@ -116,7 +116,8 @@ async def create(request: Request) -> HTMLResponse:
                       error=error.message(pick_lang(request)))
     code = created.board.join_code
     return render(request, "created.html", board=created.board,
-                  urls=board_urls(request, code, created.animator_token))
+                  urls=board_urls(request, code, created.animator_token),
+                  room=room_url(request))
 
 
 async def join_by_code(request: Request) -> Response:
@@ -295,7 +296,7 @@ async def projector_page(request: Request) -> Response:
 
 async def qr_code(request: Request) -> Response:
     board = await _board(request)
-    url = f"{base_url(request)}/b/{board.join_code}"
+    url = f"{room_url(request)}/b/{board.join_code}"
     buffer = io.BytesIO()
     segno.make(url, error="m").save(buffer, kind="svg", xmldecl=False, scale=10, border=2,
                                     dark="#000", light="#fff")

@@ -217,3 +217,14 @@ async def test_websocket_errors_before_accept(ctx: dict[str, Any]) -> None:
             async with subscribe(server.ws_url, code, query=query, **kwargs):
                 pass
         assert refused.value.response.status_code == status
+
+
+async def test_trailing_slash_or_encoded_slash_is_a_json_404(ctx: dict[str, Any]) -> None:
+    """No redirect dance: a path with a trailing or encoded slash is a plain 404 error."""
+    http, code = ctx["http"], ctx["code"]
+    token = bearer(ctx["board"]["animator_token"])
+    for method, path in (("DELETE", f"/api/v1/boards/{code}/cards/%2F"),
+                         ("GET", f"/api/v1/boards/{code}/"),
+                         ("POST", "/api/v1/boards/")):
+        response = await http.request(method, path, headers=token)
+        assert_error(response, 404, "not_found")

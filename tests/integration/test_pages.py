@@ -212,3 +212,16 @@ async def test_pages_opened_through_loopback_point_phones_to_the_lan(server: Liv
             assert 'class="lan-hint"' not in local.text
         remote = await client.get("/", headers={"host": f"192.0.2.77:{server.port}"})
         assert remote.status_code == 200 and 'class="lan-hint"' not in remote.text
+        # What people in the room use is never 127.0.0.1 when the LAN is known.
+        created = await client.post("/boards", data={"title": "Salle B", "template": "free"})
+        code = re.search(r'id="join-code">(\w+)<', created.text)
+        assert code
+        projector = await client.get(f"/b/{code.group(1)}/projector")
+        room = f"{lan[0]}:{server.port}" if lan else f"127.0.0.1:{server.port}"
+        assert f"Rendez-vous sur {room} avec le code" in projector.text
+        if lan:
+            assert f'href="http://{room}/b/{code.group(1)}"' in created.text
+            assert f'<a href="http://{room}/">' in created.text  # a post: the hint goes home
+        through_lan = await client.get(f"/b/{code.group(1)}/projector",
+                                       headers={"host": f"192.0.2.77:{server.port}"})
+        assert f"Rendez-vous sur 192.0.2.77:{server.port} avec le code" in through_lan.text
