@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
+import logging
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
@@ -13,6 +15,7 @@ from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
 from board import paths
+from board.archive import Archive
 from board.commands import Commands
 from board.errors import RuleViolation
 from board.fanout import Fanout
@@ -24,7 +27,7 @@ from board.render import Renderer
 from board.security import BodyLimit, SecurityHeaders
 from board.settings import Settings
 from board.store import Store, make_engine
-from board.web import animator, api, event_pages, pages
+from board.web import animator, api, event_pages, pages, syntheses
 from board.web.common import (
     Services,
     http_exception_handler,
@@ -32,9 +35,26 @@ from board.web.common import (
     server_error_handler,
 )
 
+log = logging.getLogger("board.app")
+RETENTION_EVERY = 3600.0  # seconds between two retention sweeps
+
 
 class MissingAssets(RuntimeError):
     pass
+
+
+async def _retention_loop(archive: Archive, settings: Settings) -> None:
+    """Anonymise boards past BOARD_RETENTION_DAYS: at start, then every hour."""
+    if settings.retention_days is None:
+        return
+    while True:
+        try:
+            codes = await archive.apply_retention(settings.retention_days)
+            if codes:
+                log.info("retention: pseudonyms deleted from %d board(s)", len(codes))
+        except Exception:  # a failed sweep is retried at the next one
+            log.exception("retention sweep failed")
+        await asyncio.sleep(RETENTION_EVERY)
 
 
 def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Starlette:
@@ -53,18 +73,27 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Sta
         engine = make_engine(settings.database_url, busy_timeout=settings.db_busy_timeout)
         store = Store(engine)
         hub = MemoryHub()
-        renderer = Renderer()
+        renderer = Renderer(settings.timezone)
         fanout = Fanout(hub=hub, store=store, renderer=renderer,
                         presence_interval=settings.presence_interval)
+        commands = Commands(store, hub, settings)
+        app.state.archive = Archive(commands, pdf=importlib.util.find_spec("weasyprint")
+                                    is not None)
+        for env in renderer.envs.values():  # the animator's panel offers these downloads
+            env.globals["exports"] = app.state.archive.exports()
         app.state.services = Services(
             settings=settings, store=store, hub=hub,
-            commands=Commands(store, hub, settings), renderer=renderer, fanout=fanout,
+            commands=commands, renderer=renderer, fanout=fanout,
             limits=RateLimits(settings),
             lan_addresses=[] if settings.public_url else lan_addresses(),
         )
+        retention = asyncio.create_task(_retention_loop(app.state.archive, settings))
         try:
             yield
         finally:
+            retention.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await retention
             await fanout.close()
             await hub.close()
             await engine.dispose()
@@ -75,11 +104,13 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Sta
             *pages.routes,
             *animator.routes,
             *event_pages.routes,
+            *syntheses.routes,
             Mount("/static", StaticFiles(directory=paths.STATIC), name="static"),
         ],
         middleware=[
             Middleware(SecurityHeaders),
-            Middleware(BodyLimit, limit=settings.max_body_bytes),
+            Middleware(BodyLimit, limit=settings.max_body_bytes,
+                       overrides={"/api/v1/import": settings.max_import_bytes}),
         ],
         exception_handlers={
             RuleViolation: rule_violation_handler,

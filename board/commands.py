@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
 import sqlalchemy as sa
+from sqlalchemy.orm import defer
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -24,7 +25,16 @@ from board.hub import Hub
 from board.security import hash_secret, new_secret, secret_matches
 from board.settings import Settings
 from board.store import Store
-from board.tables import Board, BoardColumn, Card, OrgEvent, Participant, Theme, Vote
+from board.tables import (
+    Board,
+    BoardColumn,
+    Card,
+    OrgEvent,
+    Participant,
+    Synthesis,
+    Theme,
+    Vote,
+)
 
 Role = Literal["animator", "participant", "public"]
 
@@ -57,6 +67,7 @@ def settings_dict(board: Board) -> dict[str, Any]:
         "phase": board.phase, "silent": board.silent, "locked": board.locked,
         "vote_budget": board.vote_budget, "max_votes_per_item": board.max_votes_per_item,
         "results_visible": board.results_visible, "anonymous": board.anonymous,
+        "frozen": board.frozen,
     }
 
 
@@ -109,6 +120,7 @@ class BoardView:
     card_votes: Counter[int] = field(default_factory=Counter)
     theme_votes: Counter[int] = field(default_factory=Counter)
     my_votes: Counter[str] = field(default_factory=Counter)  # "c12"/"t3" -> my dots
+    syntheses: list[Synthesis] = field(default_factory=list)  # frozen versions, latest first
 
     @property
     def id(self) -> int:
@@ -311,6 +323,10 @@ class Commands:
                 select(Theme).where(Theme.board_id == board.id).order_by(col(Theme.id)))).all())
             votes = list((await session.exec(
                 select(Vote).where(Vote.board_id == board.id))).all())
+            syntheses = list((await session.exec(
+                select(Synthesis).where(Synthesis.board_id == board.id)
+                .options(defer(Synthesis.content))  # type: ignore[arg-type]
+                .order_by(col(Synthesis.version).desc()))).all())
         visible = [
             c for c in cards
             if domain.card_visible(
@@ -319,7 +335,7 @@ class Commands:
                 silent=fresh.silent, is_animator=viewer.is_animator)
         ]
         view = BoardView(board=fresh, columns=columns, cards=visible, themes=themes,
-                         viewer=viewer)
+                         viewer=viewer, syntheses=syntheses)
         for vote in votes:
             if vote.card_id is not None:
                 view.card_votes[vote.card_id] += 1
@@ -364,6 +380,7 @@ class Commands:
                 Card.client_id == str(client_id)))).first()
             if existing is not None:
                 return PostResult(card=existing, created=False)
+            _check_open(fresh)
             domain.check_can_post(phase=fresh.phase, locked=fresh.locked,
                                   is_animator=actor.is_animator)
             await self._column(session, board.id, column_id)  # of this board, or 422
@@ -395,7 +412,7 @@ class Commands:
         assert board.id is not None
         events: list[Event] = []
         async with self.store.write() as session:
-            fresh = await self._board(session, board.id)
+            fresh = await self._open_board(session, board.id)
             card = await self._card(session, board.id, card_id)
             if card.deleted or card.merged_into is not None:
                 raise RuleViolation("card_unavailable")
@@ -444,6 +461,7 @@ class Commands:
         assert board.id is not None
         event: Event | None = None
         async with self.store.write() as session:
+            await self._open_board(session, board.id)
             card = await self._card(session, board.id, card_id)
             if not card.deleted:
                 card.deleted = True
@@ -462,7 +480,7 @@ class Commands:
             raise RuleViolation("merge_into_self")
         assert board.id is not None
         async with self.store.write() as session:
-            fresh = await self._board(session, board.id)
+            fresh = await self._open_board(session, board.id)
             source = await self._card(session, board.id, card_id)
             target = await self._card(session, board.id, target_id)
             for card in (source, target):
@@ -493,6 +511,7 @@ class Commands:
         assert board.id is not None
         event: Event | None = None
         async with self.store.write() as session:
+            await self._open_board(session, board.id)
             column = await self._column(session, board.id, column_id)
             if column.title != clean:
                 column.title = clean
@@ -510,6 +529,7 @@ class Commands:
         cid = _as_id(column_id, "column_id")
         assert board.id is not None
         async with self.store.write() as session:
+            await self._open_board(session, board.id)
             await self._column(session, board.id, cid)
             theme = Theme(board_id=board.id, column_id=cid, title=clean)
             session.add(theme)
@@ -526,6 +546,7 @@ class Commands:
         assert board.id is not None
         event: Event | None = None
         async with self.store.write() as session:
+            await self._open_board(session, board.id)
             theme = await self._theme(session, board.id, theme_id)
             if theme.title != clean:
                 theme.title = clean
@@ -539,6 +560,7 @@ class Commands:
         self._require_animator(actor)
         assert board.id is not None
         async with self.store.write() as session:
+            await self._open_board(session, board.id)
             theme = await self._theme(session, board.id, theme_id)
             await session.execute(sa.update(Card).where(col(Card.theme_id) == theme_id)
                                   .values(theme_id=None))
@@ -557,7 +579,7 @@ class Commands:
         assert board.id is not None
         event: Event | None = None
         async with self.store.write() as session:
-            fresh = await self._board(session, board.id)
+            fresh = await self._open_board(session, board.id)
             before = settings_dict(fresh)
             for key, value in clean.items():
                 setattr(fresh, key, value)
@@ -577,7 +599,7 @@ class Commands:
         self._require_animator(actor)
         assert board.id is not None
         async with self.store.write() as session:
-            fresh = await self._board(session, board.id)
+            fresh = await self._open_board(session, board.id)
             now = time.time()
             current = timer_dict(fresh, now)
             running, remaining = domain.timer_state(
@@ -604,7 +626,7 @@ class Commands:
         card_id, theme_id = _vote_target(target)
         assert board.id is not None
         async with self.store.write() as session:
-            fresh = await self._board(session, board.id)
+            fresh = await self._open_board(session, board.id)
             if card_id is not None:
                 card = await self._card(session, board.id, card_id)
                 if card.hidden or card.deleted or card.merged_into is not None:
@@ -700,6 +722,12 @@ class Commands:
             raise RuleViolation("unknown_board", code="?")
         return board
 
+    async def _open_board(self, session: AsyncSession, board_id: int) -> Board:
+        """The board row, locked, refusing any change once it is frozen into a synthesis."""
+        board = await self._board(session, board_id)
+        _check_open(board)
+        return board
+
     @staticmethod
     async def _card(session: AsyncSession, board_id: int, card_id: int) -> Card:
         return await _of_board(session, Card, board_id, card_id, "unknown_card")
@@ -731,6 +759,11 @@ async def _of_board(session: AsyncSession, table: type[Owned], board_id: int, ro
     if row is None or row.board_id != board_id:
         raise RuleViolation(error)
     return row
+
+
+def _check_open(board: Board) -> None:
+    if board.frozen:
+        raise RuleViolation("board_frozen")
 
 
 def _as_id(value: object, field_name: str) -> int:

@@ -95,6 +95,37 @@ MESSAGES: dict[str, tuple[int, str, str]] = {
     ),
     "organiser_only": (403, "Seule l'organisation de l'événement peut faire cela.",
                        "Only the event's organiser can do that."),
+    "board_frozen": (
+        409,
+        "Cet atelier est terminé : sa synthèse est figée, il n'accepte plus de contributions, "
+        "de votes ni de changements. L'animation peut le rouvrir.",
+        "This atelier is over: its synthesis is frozen, so it takes no more cards, votes or "
+        "changes. The animator can reopen it.",
+    ),
+    "not_frozen": (
+        409,
+        "Cet atelier n'est pas figé : il n'y a rien à rouvrir.",
+        "This atelier is not frozen: there is nothing to reopen.",
+    ),
+    "unknown_synthesis": (
+        404,
+        "Cette synthèse n'existe pas (ou plus). Vérifiez le lien.",
+        "This synthesis does not exist (any more). Check the link.",
+    ),
+    "bad_import": (
+        422,
+        "Ce fichier n'est pas une synthèse Atelier board intacte ({reason}) : exportez-la de "
+        "nouveau au format JSON, sans la modifier.",
+        "This file is not an intact Atelier board synthesis ({reason}): export it again as "
+        "JSON, without editing it.",
+    ),
+    "pdf_unavailable": (
+        404,
+        "L'export PDF n'est pas installé sur ce serveur : ouvrez la version HTML et "
+        "choisissez « Imprimer → Enregistrer en PDF ».",
+        "PDF export is not installed on this server: open the HTML version and choose "
+        "'Print → Save as PDF'.",
+    ),
     "invalid_json": (
         400,
         "Le corps de la requête n'est pas du JSON valide.",

@@ -25,6 +25,9 @@ EVENT_TYPES: dict[str, str] = {
     "theme.updated": "a theme was renamed; data is {id, column_id, title}",
     "theme.deleted": "a theme was removed, its cards stay unthemed; data is {id, column_id}",
     "board.updated": "board settings changed; data is the settings",
+    "board.frozen": "the animator froze the board into a synthesis; data is the settings plus "
+                    "{version, hash, url} (the version's permalink path)",
+    "board.reopened": "the animator reopened a frozen board; data is the settings",
     "vote.changed": "a dot was put or taken back; data is {card_id|theme_id, votes}",
     "timer.updated": "the timer started, paused or changed; data is {running, remaining, "
                      "ends_at}",

@@ -127,6 +127,11 @@ class Feed:
                     client.overflowed.set()
 
     async def deliver(self, event: Event) -> None:
+        if event.type == "board.deleted":  # every socket closes; a reconnect meets a 404
+            for group in self.clients.values():
+                for client in group:
+                    client.overflowed.set()
+            return
         if event.seq is None or event.seq <= self.last_seq:
             return  # ephemeral from elsewhere, or already delivered
         if event.seq > self.last_seq + 1:

@@ -18,7 +18,7 @@ from board import paths
 
 # Jinja's extractor, named by import path so it does not depend on the entry point table.
 EXTRACTOR = "jinja2.ext:babel_extract"
-METHOD_MAP = [("**.html", EXTRACTOR)]
+METHOD_MAP = [("**.html", EXTRACTOR), ("**.md", EXTRACTOR)]
 # Must mirror the Environment built in board.render.make_environment, otherwise `{% trans %}`
 # blocks would be extracted with other whitespace or `%` escaping than the runtime looks up.
 # "silent": a template with a syntax error raises instead of silently yielding no message.
@@ -42,7 +42,7 @@ def extract_catalog(templates: Path = paths.TEMPLATES) -> Catalog:
     """Every message the templates use; plural messages keep their (singular, plural) id."""
     catalog = Catalog(fuzzy=False)
     for filename, lineno, message, comments, context in extract_from_dir(
-        templates, method_map=METHOD_MAP, options_map={"**.html": OPTIONS}
+        templates, method_map=METHOD_MAP, options_map={"**.html": OPTIONS, "**.md": OPTIONS}
     ):
         catalog.add(
             message, locations=[(filename, lineno)], auto_comments=comments, context=context

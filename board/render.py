@@ -5,8 +5,11 @@ from __future__ import annotations
 import io
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime, tzinfo
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from babel.dates import format_datetime
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.support import NullTranslations, Translations
@@ -20,6 +23,7 @@ from board.presets import TEMPLATES
 LANGS = ("fr", "en")
 DEFAULT_LANG = "fr"
 VIEWS = ("participant", "projector", "animator", "api")
+DEFAULT_TIMEZONE = "Europe/Paris"
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,10 +58,31 @@ def merged_texts(card: Any) -> list[str]:
     return [str(t) for t in texts or []]
 
 
-def make_environment(lang: str) -> Environment:
+def when_filter(lang: str, timezone: str) -> Any:
+    """An ISO date-time as people read it: "21 novembre 2026 à 14:05" / "21 November 2026…"."""
+    try:
+        zone: tzinfo = ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        zone = UTC
+
+    def when(value: object) -> str:
+        if not isinstance(value, str | datetime) or not value:
+            return ""
+        moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        pattern = "d MMMM y 'à' HH:mm" if lang == "fr" else "d MMMM y, HH:mm"
+        return str(format_datetime(moment.astimezone(zone), pattern, locale=lang))
+
+    return when
+
+
+def make_environment(lang: str, timezone: str = DEFAULT_TIMEZONE) -> Environment:
     env = Environment(
         loader=FileSystemLoader(paths.TEMPLATES),
-        autoescape=select_autoescape(default=True, default_for_string=True),
+        # Markdown exports are not HTML: their own escaping (board.synthesis.md_text) applies.
+        autoescape=select_autoescape(default=True, default_for_string=True,
+                                     disabled_extensions=("md",)),
         extensions=["jinja2.ext.i18n"],
         trim_blocks=True,
         lstrip_blocks=True,
@@ -68,12 +93,13 @@ def make_environment(lang: str) -> Environment:
         lang=lang, langs=LANGS, templates=TEMPLATES, board_timer=timer_dict,
         merged_texts=merged_texts,
     )
+    env.filters["when"] = when_filter(lang, timezone)
     return env
 
 
 class Renderer:
-    def __init__(self) -> None:
-        self.envs = {lang: make_environment(lang) for lang in LANGS}
+    def __init__(self, timezone: str = DEFAULT_TIMEZONE) -> None:
+        self.envs = {lang: make_environment(lang, timezone) for lang in LANGS}
 
     def page(self, template: str, lang: str, /, **context: Any) -> str:
         return self.envs[lang].get_template(template).render(**context)

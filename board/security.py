@@ -99,9 +99,11 @@ class SecurityHeaders:
 class BodyLimit:
     """Refuses request bodies over the limit, declared or streamed, with a clear 413."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(self, app: ASGIApp, limit: int, overrides: dict[str, int] | None = None
+                 ) -> None:
         self.app = app
         self.limit = limit
+        self.overrides = overrides or {}  # path -> its own limit (a synthesis import)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -109,9 +111,10 @@ class BodyLimit:
             return
         from board.errors import RuleViolation
 
+        limit = self.overrides.get(scope.get("path", ""), self.limit)
         declared = Headers(scope=scope).get("content-length", "")
-        if declared.isdigit() and int(declared) > self.limit:
-            await self._refuse(scope, send)
+        if declared.isdigit() and int(declared) > limit:
+            await self._refuse(scope, send, limit)
             return
         seen = 0
 
@@ -120,18 +123,18 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise RuleViolation("body_too_large", limit=self.limit)
+                if seen > limit:
+                    raise RuleViolation("body_too_large", limit=limit)
             return message
 
         await self.app(scope, counting_receive, send)
 
-    async def _refuse(self, scope: Scope, send: Send) -> None:
+    async def _refuse(self, scope: Scope, send: Send, limit: int) -> None:
         import json
 
         from board.errors import RuleViolation
 
-        error = RuleViolation("body_too_large", limit=self.limit)
+        error = RuleViolation("body_too_large", limit=limit)
         body = json.dumps({"error": error.to_dict()}, ensure_ascii=False).encode()
         await send({
             "type": "http.response.start",

@@ -31,6 +31,16 @@ class Settings(BaseSettings):
     max_card_length: int = Field(500, description="Longest card text, in characters")
     max_name_length: int = Field(40, description="Longest participant pseudonym")
     max_body_bytes: int = Field(65536, description="Largest HTTP request body accepted")
+    max_import_bytes: int = Field(
+        10_000_000, description="Largest synthesis JSON accepted by POST /api/v1/import"
+    )
+    retention_days: int | None = Field(
+        None, description="Days after a board is frozen before its pseudonyms are deleted "
+        "(anonymised); unset keeps them until the animator anonymises or deletes the board"
+    )
+    timezone: str = Field(
+        "Europe/Paris", description="Time zone of the dates shown in syntheses and exports"
+    )
     ws_max_frame_bytes: int = Field(
         65536, description="Largest websocket frame accepted (bigger: closed with 1009)"
     )

@@ -40,6 +40,8 @@ class Board(SQLModel, table=True):
     animator_name: str = Field(default="", max_length=60)
     animator_secret_hash: str = Field(max_length=64)
     seq: int = 0  # seq of the latest event in board_event
+    frozen: bool = False  # frozen into a synthesis: no more posts, votes or moderation
+    conclusion: str = Field(default="", max_length=10000)  # draft of the synthesis' conclusion
     created_at: datetime = _created()
 
 
@@ -67,6 +69,7 @@ class BoardColumn(SQLModel, table=True):
     board_id: int = Field(foreign_key="board.id", index=True, ondelete="CASCADE")
     position: int
     title: str = Field(max_length=60)
+    notes: str = Field(default="", max_length=5000)  # draft of "ce que l'on retient"
 
 
 class Participant(SQLModel, table=True):
@@ -124,3 +127,42 @@ class BoardEvent(SQLModel, table=True):
     type: str = Field(max_length=40)
     data: str  # JSON text
     created_at: datetime = _created()
+
+
+class Synthesis(SQLModel, table=True):
+    """One frozen version of a board (board_id) or of an event's cross-atelier synthesis
+    (event_id). ``content`` is canonical JSON; ``hash`` its SHA-256. Never updated, except
+    by anonymisation or the deletion of an atelier, which the content itself records."""
+
+    __table_args__ = (
+        sa.UniqueConstraint("board_id", "version", name="uq_synthesis_board_version"),
+        sa.UniqueConstraint("event_id", "version", name="uq_synthesis_event_version"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    board_id: int | None = Field(default=None, foreign_key="board.id", index=True,
+                                 ondelete="CASCADE")
+    event_id: int | None = Field(default=None, foreign_key="org_event.id", index=True,
+                                 ondelete="CASCADE")
+    version: int
+    slug: str = Field(max_length=32, unique=True, index=True)  # the unguessable permalink
+    hash: str = Field(max_length=64)
+    content: str  # canonical JSON
+    frozen_at: datetime = _created()
+    anonymised_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
+
+
+class SearchDoc(SQLModel, table=True):
+    """What full-text search finds: the cards, themes and notes of each board's latest
+    synthesis. ``stems`` is the text folded for French (accents, plurals); SQLite indexes it
+    with FTS5 (search_fts, kept in step by triggers), PostgreSQL with a tsvector index."""
+
+    __tablename__ = "search_doc"
+    id: int | None = Field(default=None, primary_key=True)
+    board_id: int = Field(foreign_key="board.id", index=True, ondelete="CASCADE")
+    synthesis_id: int = Field(foreign_key="synthesis.id", ondelete="CASCADE")
+    kind: str = Field(max_length=12)  # card | theme | note | conclusion
+    anchor: str = Field(max_length=24)  # fragment of the synthesis page: card-12, col-3, …
+    board_title: str = Field(max_length=120)
+    column: str = Field(default="", max_length=60)
+    text: str
+    stems: str

@@ -10,7 +10,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from board.archive import Archive
 from board.commands import Actor
+from board.domain import normalize_join_code
 from board.errors import RuleViolation
 from board.security import animator_cookie
 from board.tables import Board
@@ -64,8 +66,9 @@ def _done(request: Request, board: Board, anchor: str = "") -> Response:
     return RedirectResponse(f"/b/{board.join_code}/animator{anchor}", status_code=303)
 
 
-async def _run(request: Request, action: Any) -> Response:
-    """Run one animator action; errors go to #flash (htmx) or an error page."""
+async def _run(request: Request, action: Any, *, saved: bool = False) -> Response:
+    """Run one animator action; errors go to #flash (htmx) or an error page. ``saved``:
+    say so in #flash (an action whose result is not otherwise visible at once)."""
     try:
         board, actor, form = await _animator(request)
         anchor = await action(board, actor, form)
@@ -75,6 +78,8 @@ async def _run(request: Request, action: Any) -> Response:
         message = error.message(pick_lang(request))
         return HTMLResponse(f'<p class="error" role="alert">{_escape(message)}</p>',
                             status_code=error.status)
+    if saved and is_htmx(request):
+        return render(request, "partials/_saved.html")
     return _done(request, board, anchor or "")
 
 
@@ -195,8 +200,59 @@ async def timer(request: Request) -> Response:
     return await _run(request, action)
 
 
+async def synthesis_form(request: Request) -> Response:
+    """Save the draft of the synthesis, or freeze it (form fields notes-<column id>)."""
+    async def action(board: Board, actor: Actor, form: dict[str, str]) -> str:
+        notes = {key.removeprefix("notes-"): value for key, value in form.items()
+                 if key.startswith("notes-")}
+        archive: Archive = request.app.state.archive
+        if form.get("action") == "freeze":
+            await archive.freeze(board, actor, notes=notes, conclusion=form.get("conclusion"),
+                                 lang=pick_lang(request))
+        else:
+            await archive.save_draft(board, actor, notes=notes,
+                                     conclusion=form.get("conclusion"))
+        return "#synthesis-panel"
+    return await _run(request, action, saved=True)
+
+
+async def reopen(request: Request) -> Response:
+    async def action(board: Board, actor: Actor, form: dict[str, str]) -> str:
+        await request.app.state.archive.reopen(board, actor)
+        return ""
+    return await _run(request, action)
+
+
+async def anonymise(request: Request) -> Response:
+    async def action(board: Board, actor: Actor, form: dict[str, str]) -> str:
+        await request.app.state.archive.anonymise(board, actor)
+        return "#synthesis-panel"
+    return await _run(request, action, saved=True)
+
+
+async def delete_board(request: Request) -> Response:
+    """A confirmation page (GET), then the deletion itself: the join code must be typed."""
+    if request.method == "GET":
+        board = await _board(request)
+        actor = await _actor_from_cookie(request, board, animator_cookie(board.join_code))
+        if not actor.is_animator:
+            return render(request, "forbidden.html", status=403, board=board)
+        return render(request, "delete_board.html", board=board)
+    board, actor, form = await _animator(request)
+    if normalize_join_code(form.get("confirm", "")) != board.join_code:
+        return render(request, "delete_board.html", status=422, board=board)
+    await request.app.state.archive.delete_board(board, actor)
+    response = render(request, "deleted.html")
+    response.delete_cookie(animator_cookie(board.join_code))
+    return response
+
+
 routes = [
     Route("/b/{join_code}/animator", animator_page),
+    Route("/b/{join_code}/animator/synthesis", synthesis_form, methods=["POST"]),
+    Route("/b/{join_code}/animator/reopen", reopen, methods=["POST"]),
+    Route("/b/{join_code}/animator/anonymise", anonymise, methods=["POST"]),
+    Route("/b/{join_code}/animator/delete", delete_board, methods=["GET", "POST"]),
     Route("/b/{join_code}/animator/cards/{card_id}", card_visibility, methods=["POST"]),
     Route("/b/{join_code}/animator/cards/{card_id}/edit", card_edit, methods=["POST"]),
     Route("/b/{join_code}/animator/cards/{card_id}/move", card_move, methods=["POST"]),
