@@ -1,16 +1,25 @@
-"""`board` command line: serve, migrate, bench."""
+"""`board` command line: serve, migrate, export, import, retention, bench."""
 
 from __future__ import annotations
 
+import asyncio
+import importlib.util
 import logging
 import re
 import resource
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import IO, TYPE_CHECKING, NoReturn
 
 import click
 import uvicorn
 
 from board.netaddr import lan_addresses
 from board.settings import Settings
+
+if TYPE_CHECKING:
+    from board.archive import Archive
 
 
 class RedactSecrets(logging.Filter):
@@ -100,6 +109,129 @@ def migrate(database_url: str | None) -> None:
     settings = Settings(**({"database_url": database_url} if database_url else {}))  # type: ignore[arg-type]
     upgrade(settings.database_url)
     click.echo(f"Database up to date: {settings.database_url}")
+
+
+@asynccontextmanager
+async def _archive(database_url: str | None) -> AsyncIterator[tuple[Archive, Settings]]:
+    """The archive commands on the configured database (migrated first), without a server."""
+    from board.archive import Archive
+    from board.commands import Commands
+    from board.hub import MemoryHub
+    from board.migrate import upgrade
+    from board.store import Store, make_engine
+
+    settings = Settings(**({"database_url": database_url} if database_url else {}))  # type: ignore[arg-type]
+    await asyncio.to_thread(upgrade, settings.database_url)
+    engine = make_engine(settings.database_url, busy_timeout=settings.db_busy_timeout)
+    try:
+        commands = Commands(Store(engine), MemoryHub(), settings)
+        yield Archive(commands, pdf=importlib.util.find_spec("weasyprint") is not None), settings
+    finally:
+        await engine.dispose()
+
+
+def _fail(error: Exception) -> NoReturn:
+    from board.errors import RuleViolation
+
+    if isinstance(error, RuleViolation):
+        raise click.ClickException(f"{error.message('fr')} / {error.message('en')}")
+    raise error
+
+
+@cli.command("export")
+@click.argument("join_code")
+@click.option("--format", "fmt", type=click.Choice(["json", "md", "csv", "html", "pdf"]),
+              default="json", show_default=True)
+@click.option("--version", "version", type=int, default=None,
+              help="Which version (default: the latest).")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), default=None,
+              help="File to write (default: the synthesis' own file name; '-' for stdout).")
+@click.option("--database", "database_url", default=None, help="Database URL.")
+def export_command(join_code: str, fmt: str, version: int | None, output: str | None,
+                   database_url: str | None) -> None:
+    """Export a board's synthesis (frozen version) to a file."""
+    from board import synthesis as syn
+
+    async def run() -> tuple[bytes, str]:
+        from board.render import Renderer
+        from board.web.syntheses import export_body, to_pdf
+
+        async with _archive(database_url) as (archive, settings):
+            board = await archive.commands.find_board(join_code)
+            versions = await archive.versions(board)
+            chosen = [v for v in versions if version is None or v.version == version]
+            if not chosen:
+                which = "" if version is None else f" version {version}"
+                raise click.ClickException(
+                    f"aucune synthèse{which} pour {board.join_code} / "
+                    f"no synthesis{which} for {board.join_code}")
+            row, content = await archive.by_slug(chosen[-1].slug)
+            html_or_text = export_body(Renderer(settings.timezone), content, row.hash,
+                                       "html" if fmt == "pdf" else fmt, base_name=row.slug)
+            data = to_pdf(html_or_text) if fmt == "pdf" else html_or_text.encode()
+            return data, syn.filename(content, fmt)
+
+    try:
+        data, name = asyncio.run(run())
+    except Exception as error:  # noqa: BLE001 - shown as a clear message, not a trace
+        _fail(error)
+    if output == "-":
+        sys.stdout.buffer.write(data)
+        return
+    path = output or name
+    with open(path, "wb") as handle:
+        handle.write(data)
+    click.echo(f"{path} ({len(data)} octets / bytes)")
+
+
+@cli.command("import")
+@click.argument("file", type=click.File("rb"))
+@click.option("--database", "database_url", default=None, help="Database URL.")
+def import_command(file: IO[bytes], database_url: str | None) -> None:
+    """Recreate an archived board from a synthesis JSON export (board export --format json)."""
+    import json
+
+    async def run() -> tuple[str, int, str, str]:
+        async with _archive(database_url) as (archive, _settings):
+            try:
+                data = json.loads(file.read())
+            except ValueError as exc:
+                from board.errors import RuleViolation
+
+                raise RuleViolation("invalid_json") from exc
+            if not isinstance(data, dict):
+                from board.errors import RuleViolation
+
+                raise RuleViolation("invalid_json")
+            board, version, token = await archive.import_synthesis(data)
+            return board.join_code, version.version, version.slug, token
+
+    try:
+        code, number, slug, token = asyncio.run(run())
+    except Exception as error:  # noqa: BLE001
+        _fail(error)
+    click.echo(f"Imported: board {code}, synthesis version {number}")
+    click.echo(f"  synthesis: /s/{slug}")
+    click.echo(f"  animator:  /b/{code}/animator?key={token}")
+
+
+@cli.command("retention")
+@click.option("--days", type=int, default=None,
+              help="Anonymise boards frozen this many days ago or more "
+                   "(default: BOARD_RETENTION_DAYS).")
+@click.option("--database", "database_url", default=None, help="Database URL.")
+def retention_command(days: int | None, database_url: str | None) -> None:
+    """Delete pseudonyms from boards frozen long enough ago (what the server does hourly)."""
+    async def run() -> list[str]:
+        async with _archive(database_url) as (archive, settings):
+            limit = days if days is not None else settings.retention_days
+            if limit is None:
+                raise click.ClickException(
+                    "give --days or set BOARD_RETENTION_DAYS / set it or pass --days")
+            return await archive.apply_retention(limit)
+
+    codes = asyncio.run(run())
+    click.echo(f"Anonymised: {len(codes)} board(s) {' '.join(codes)}".rstrip())
 
 
 try:
