@@ -327,13 +327,22 @@ def notes_html(text: str) -> str:
 
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#|~!&])")
-_MD_LINE_START = re.compile(r"^(\s*)([-+=>]|\d+[.)])", re.MULTILINE)
+_LEADING_SPACE = re.compile(r"^[ \t]+", re.MULTILINE)
+_MD_LINE_START = re.compile(r"^(\s*)(?:([-+=>])|(\d+)([.)]))", re.MULTILINE)
+
+
+def _escape_line_start(match: re.Match[str]) -> str:
+    indent, mark, number, delimiter = match.groups()
+    if mark:
+        return f"{indent}\\{mark}"  # "- item", "+ item", "===", "> quote"
+    return f"{indent}{number}\\{delimiter}"  # "1. item": the delimiter is what counts
 
 
 def md_text(text: str) -> str:
     """Participants' words as Markdown text: no character of theirs can become markup."""
     escaped = _MD_SPECIAL.sub(r"\\\1", text)
-    escaped = _MD_LINE_START.sub(lambda m: m.group(1) + "\\" + m.group(2), escaped)
+    escaped = _LEADING_SPACE.sub("", escaped)  # four spaces would start a code block
+    escaped = _MD_LINE_START.sub(_escape_line_start, escaped)
     return escaped.replace("\n", "\\\n")
 
 
