@@ -167,7 +167,8 @@ def export_command(join_code: str, fmt: str, version: int | None, output: str | 
                     f"no synthesis{which} for {board.join_code}")
             row, content = await archive.by_slug(chosen[-1].slug)
             html_or_text = export_body(Renderer(settings.timezone), content, row.hash,
-                                       "html" if fmt == "pdf" else fmt, base_name=row.slug)
+                                       "html" if fmt == "pdf" else fmt, base_name=row.slug,
+                                       exports=archive.exports())
             data = to_pdf(html_or_text) if fmt == "pdf" else html_or_text.encode()
             return data, syn.filename(content, fmt)
 

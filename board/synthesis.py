@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import html
 import io
 import json
 import re
@@ -170,13 +171,13 @@ def search_docs(content: dict[str, Any]) -> list[dict[str, Any]]:
                          "column": column, "text": text, "stems": stems(text)})
 
     for column in content["columns"]:
-        add("note", f"col-{column['id']}", column["title"], column["notes"])
+        add("note", f"col-{column['id']}", column["title"], plain_text(column["notes"]))
         for theme in column["themes"]:
             add("theme", f"theme-{theme['id']}", column["title"], theme["title"])
         for card in _column_cards(column):
             add("card", f"card-{card['id']}", column["title"],
                 "\n".join([card["text"], *card["merged_texts"]]))
-    add("conclusion", "conclusion", "", content["conclusion"])
+    add("conclusion", "conclusion", "", plain_text(content["conclusion"]))
     return docs
 
 
@@ -326,6 +327,12 @@ def notes_html(text: str) -> str:
     return str(_markdown.render(text or ""))
 
 
+def plain_text(markdown: str) -> str:
+    """An animator's Markdown as the words a reader sees (for search results)."""
+    without_tags = re.sub(r"<[^>]+>", " ", notes_html(markdown))
+    return " ".join(html.unescape(without_tags).split())
+
+
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#|~!&])")
 _LEADING_SPACE = re.compile(r"^[ \t]+", re.MULTILINE)
 _MD_LINE_START = re.compile(r"^(\s*)(?:([-+=>])|(\d+)([.)]))", re.MULTILINE)
@@ -347,8 +354,9 @@ def md_text(text: str) -> str:
 
 
 def md_notes(text: str) -> str:
-    """An animator's notes are Markdown already; only raw HTML is neutralised."""
-    return text.replace("<", "\\<").replace("&", "\\&")
+    """An animator's notes are Markdown already; raw HTML and images are neutralised (a
+    Markdown viewer would load an image from anywhere)."""
+    return text.replace("<", "\\<").replace("&", "\\&").replace("![", "!\\[")
 
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")

@@ -57,7 +57,8 @@ def version_dict(request: Request, version: Synthesis) -> dict[str, Any]:
 
 
 def export_body(renderer: Renderer, content: dict[str, Any], hash_: str, fmt: str, *,
-                live: bool = False, base_name: str = "synthesis") -> str:
+                live: bool = False, base_name: str = "synthesis",
+                exports: tuple[str, ...] = ("md", "csv", "json")) -> str:
     """One synthesis in one text format, from its content alone (same bytes every time)."""
     event = content.get("format") == syn.EVENT_FORMAT
     lang = str(content["lang"]) if content.get("lang") in LANGS else "fr"
@@ -73,7 +74,7 @@ def export_body(renderer: Renderer, content: dict[str, Any], hash_: str, fmt: st
         return renderer.page(f"export/{name}.html", lang, c=content, hash=hash_,
                              notes_html=syn.notes_html, css=Markup(STYLE), live=live,
                              base_name=base_name,
-                             exports=("md", "json") if event else ("md", "csv", "json"))
+                             exports=tuple(f for f in exports if f != "html"))
     raise RuleViolation("not_found")
 
 
@@ -93,13 +94,16 @@ def to_pdf(html: str) -> bytes:
 async def export_response(request: Request, content: dict[str, Any], hash_: str, fmt: str,
                           *, live: bool = False, base_name: str = "synthesis") -> Response:
     renderer = services(request).renderer
+    exports = archive(request).exports(event=content.get("format") == syn.EVENT_FORMAT)
     if fmt == "pdf":
         if not archive(request).pdf:
             raise RuleViolation("pdf_unavailable")
-        html = export_body(renderer, content, hash_, "html", live=live, base_name=base_name)
+        html = export_body(renderer, content, hash_, "html", live=live, base_name=base_name,
+                           exports=exports)
         body: bytes | str = await asyncio.to_thread(to_pdf, html)
     else:
-        body = export_body(renderer, content, hash_, fmt, live=live, base_name=base_name)
+        body = export_body(renderer, content, hash_, fmt, live=live, base_name=base_name,
+                           exports=exports)
     response = Response(body, media_type=MEDIA[fmt])
     disposition = "inline" if fmt == "html" and request.query_params.get("download") != "1" \
         else "attachment"

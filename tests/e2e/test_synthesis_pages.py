@@ -127,7 +127,7 @@ def test_animator_freezes_from_panel_and_phone_and_projector_see_it_live(
     server = module_server
     board = new_board(server, "Tiers-lieux et coopération",
                       "Comment les tiers-lieux renforcent-ils les coopérations locales ?")
-    code, cols = board["join_code"], columns_of(board)
+    cols = columns_of(board)
     fill_board(server, board, [
         ("Constats", "Des tiers-lieux isolés les uns des autres"),
         ("Enjeux", "Mutualiser l'ingénierie entre territoires"),
@@ -164,7 +164,7 @@ def test_animator_freezes_from_panel_and_phone_and_projector_see_it_live(
     save.click()
     expect(animator.locator("#flash")).to_contain_text("Enregistré")
     expect(animator.locator("#flash .error")).to_have_count(0)
-    shot(animator, artifacts / "animator-synthesis-panel-laptop.png")
+    shot(animator, artifacts / "animator-synthesis-draft-laptop.png")
     # The draft is kept by the server: a fresh page shows it.
     animator.reload()
     expect_live(animator)
@@ -219,6 +219,12 @@ def test_animator_freezes_from_panel_and_phone_and_projector_see_it_live(
     animator.get_by_role("button", name="Rouvrir le tableau").click()
     expect(animator.locator("#synthesis-panel form.synthesis-form")).to_be_visible(timeout=LIVE)
     expect(animator.locator("#board-status")).not_to_contain_text(FROZEN_STATUS)
+    expect(animator.locator(f"#notes-{cols['Besoins']}")).to_have_value(
+        "Des moyens humains **pérennes**.")
+    expect(animator.locator("#synthesis-panel details.versions summary")).to_have_text(
+        "1 version")
+    expect(projector.locator("#board-status")).not_to_contain_text(FROZEN_STATUS, timeout=LIVE)
+    assert_not_reloaded(projector)
     console.assert_no_errors()
 
 
@@ -428,7 +434,7 @@ def test_event_synthesis_fills_in_live_and_the_organiser_freezes_it(
         cards = page.locator("#event-synthesis .ateliers article.atelier")
         expect(cards.locator("h3")).to_have_text([a["title"] for a in EVENT_ATELIERS[:2]])
         expect(cards.first.locator(".conclusion strong")).to_have_text("charte")
-        expect(cards.first.locator(".by")).to_contain_text("Salle Jean Jaurès")
+        expect(cards.first.locator("p.by")).to_contain_text("Salle Jean Jaurès")
         expect(page.get_by_role("heading", name="Les ateliers côte à côte")).to_be_visible()
         pending = page.locator("section[aria-labelledby=pending-title]")
         expect(pending.locator("h2")).to_have_text("Pas encore figés")
@@ -490,7 +496,7 @@ def test_archive_lists_frozen_syntheses_and_finds_words_without_accents(
 
     page = open_page("archive", **LAPTOP)
     page.goto(f"{server.url}/archive")
-    expect(page.locator("h1")).to_have_text("Archive des synthèses")
+    expect(page.locator("h1")).to_have_text("Archives des synthèses")
     row = page.locator("table.archive tbody tr", has_text=title)
     expect(row).to_have_count(1)
     expect(row.get_by_role("link", name=title)).to_have_attribute("href", f"/s/{slug.group(1)}")
@@ -500,7 +506,7 @@ def test_archive_lists_frozen_syntheses_and_finds_words_without_accents(
     page.locator("form.search button[type=submit]").click()
     expect(page).to_have_url(re.compile(r"/archive\?q=coop%C3%A9ration$"))
     expect(page.locator("#q")).to_have_value("coopération")
-    result = page.locator("ul.results li", has_text="Les cooperations intercommunales")
+    result = page.locator("ul.search-results li", has_text="Les cooperations intercommunales")
     expect(result).to_have_count(1)
     expect(result).to_contain_text(title)
     link = result.locator("a")
@@ -514,5 +520,22 @@ def test_archive_lists_frozen_syntheses_and_finds_words_without_accents(
     expect(page.locator(f"[id='{anchor}']")).to_contain_text(posted[0]["text"])
 
     page.goto(f"{server.url}/archive?q=zzzzqqq")
-    expect(page.locator("ul.results")).to_have_count(0)
+    expect(page.locator("ul.search-results")).to_have_count(0)
     console.assert_no_errors()
+
+
+def test_archive_search_result_of_a_note_shows_no_markdown_syntax(
+    module_server: LiveServer, open_page: OpenPage,
+) -> None:
+    """A conclusion written in Markdown is found by the search and listed as plain text."""
+    server = module_server
+    board = new_board(server, "Alimentation locale")
+    fill_board(server, board, [("Constats", "Des cantines qui achètent loin")])
+    freeze(server, board, {}, "Signer une **charte** d'approvisionnement en circuit court.")
+
+    page = open_page("archive-markdown", **LAPTOP)
+    page.goto(f"{server.url}/archive?q=approvisionnement")
+    result = page.locator("ul.search-results li", has_text="approvisionnement")
+    expect(result).to_have_count(1)
+    expect(result.locator("a")).to_have_text(
+        "Signer une charte d'approvisionnement en circuit court.")

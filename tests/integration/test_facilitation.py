@@ -151,7 +151,8 @@ async def test_settings_patch_answers_all_settings_and_is_broadcast(
     code, animator = board["join_code"], board["animator_token"]
     ana = await join(http, code, "Ana")
     expected = {"phase": "collecte", "silent": False, "locked": False, "vote_budget": 3,
-                "max_votes_per_item": None, "results_visible": False, "anonymous": False}
+                "max_votes_per_item": None, "results_visible": False, "anonymous": False,
+                "frozen": False}
     changes: list[dict[str, Any]] = [
         {"phase": "regroupement"}, {"locked": True}, {"vote_budget": 20}, {"vote_budget": 1},
         {"max_votes_per_item": 2}, {"results_visible": True}, {"max_votes_per_item": None},

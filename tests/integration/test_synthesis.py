@@ -4,6 +4,7 @@ export (HTML, Markdown, CSV, JSON, PDF) and its escaping, import, search, data p
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import csv
 import hashlib
@@ -22,7 +23,7 @@ import pytest
 from markdown_it import MarkdownIt
 
 from tests.conftest import LiveServer
-from tests.integration.helpers import bearer, create_board, join, post
+from tests.integration.helpers import bearer, create_board, join, post, quiet, subscribe
 
 EXPORTS = ("html", "md", "csv", "json", "pdf")
 TEXT_EXPORTS = ("html", "md", "csv", "json")
@@ -319,6 +320,51 @@ async def test_unknown_permalink_is_an_html_404(http: httpx.AsyncClient) -> None
     assert (await http.get(wrong_format)).status_code == 404
 
 
+async def test_cards_racing_a_freeze_are_either_in_it_or_refused(
+        http: httpx.AsyncClient) -> None:
+    """No card is acknowledged (201) and yet missing from the synthesis that froze it out."""
+    board = await new_board(http, "Course")
+    tokens = [await join(http, board.code, f"P{i}") for i in range(4)]
+    await card(http, board, tokens[0], "Constats", "Déjà là")
+
+    async def one_post(i: int) -> httpx.Response:
+        await asyncio.sleep(0.002 * (i % 10))
+        return await post(http, board.code, tokens[i % 4], board.columns["Enjeux"],
+                          f"Course {i}", f"race-{i}")
+
+    async def late_freeze() -> httpx.Response:
+        await asyncio.sleep(0.01)
+        return await http.post(api(board.code, "/freeze"), headers=bearer(board.animator),
+                               json={})
+
+    *posts, frozen_response = await asyncio.gather(*(one_post(i) for i in range(40)),
+                                                   late_freeze())
+    assert frozen_response.status_code == 201, frozen_response.text
+    accepted = {r.json()["text"] for r in posts if r.status_code == 201}
+    for response in posts:
+        assert response.status_code in (201, 409), response.text
+        if response.status_code == 409:
+            assert response.json()["error"]["code"] == "board_frozen"
+    content = await export_json(http, frozen_response.json())
+    in_synthesis = {c["text"] for c in all_cards(content)}
+    assert in_synthesis == accepted | {"Déjà là"}
+    assert content["cards_count"] == len(in_synthesis)
+    board_now = await get_board(http, board.code, board.animator)
+    assert {c["text"] for col in board_now["columns"] for c in col["cards"]} == in_synthesis
+
+
+async def test_two_simultaneous_freezes_make_one_version(http: httpx.AsyncClient) -> None:
+    board = await new_board(http, "Double gel")
+    responses = await asyncio.gather(*(
+        http.post(api(board.code, "/freeze"), headers=bearer(board.animator), json={})
+        for _ in range(5)))
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [201, 409, 409, 409, 409], [r.text for r in responses]
+    listed = (await http.get(api(board.code, "/syntheses"),
+                             headers=bearer(board.animator))).json()
+    assert [v["version"] for v in listed] == [1]
+
+
 # --- HTML and Markdown: escaping, notes, CSP --------------------------------------------------
 
 
@@ -446,6 +492,43 @@ async def test_csv_has_votes_themes_safe_cells_and_no_hidden_card(
     assert hidden["id"] not in [c["id"] for c in all_cards(content)]
 
 
+async def test_merged_and_deleted_cards_in_exports(http: httpx.AsyncClient) -> None:
+    board = await new_board(http, "Fusions")
+    lea = await join(http, board.code, "Léa")
+    merged = await card(http, board, lea, "Constats", "Texte fusionné")
+    target = await card(http, board, lea, "Constats", "Texte cible")
+    gone = await card(http, board, lea, "Constats", "Texte supprimé")
+    response = await http.post(api(board.code, f"/cards/{merged['id']}/merge"),
+                               headers=bearer(board.animator), json={"into": target["id"]})
+    assert response.status_code == 200, response.text
+    response = await http.delete(api(board.code, f"/cards/{gone['id']}"),
+                                 headers=bearer(board.animator))
+    assert response.status_code == 200, response.text
+    frozen = await freeze(http, board)
+    content = await export_json(http, frozen)
+    assert [(c["text"], c["merged_texts"]) for c in all_cards(content)] == [
+        ("Texte cible", ["Texte fusionné"])]
+    rows = list(csv.DictReader(io.StringIO((await fetch(http, frozen["urls"]["csv"])).text)))
+    assert [(r["text"], r["merged_texts"]) for r in rows] == [("Texte cible", "Texte fusionné")]
+    html = (await fetch(http, frozen["urls"]["html"])).text
+    assert "Texte fusionné" in html and "Texte supprimé" not in html
+
+
+async def test_markdown_export_of_a_merged_card(http: httpx.AsyncClient) -> None:
+    board = await new_board(http, "Fusion en Markdown")
+    lea = await join(http, board.code, "Léa")
+    merged = await card(http, board, lea, "Constats", "Texte <fusionné>")
+    target = await card(http, board, lea, "Constats", "Texte cible")
+    response = await http.post(api(board.code, f"/cards/{merged['id']}/merge"),
+                               headers=bearer(board.animator), json={"into": target["id"]})
+    assert response.status_code == 200, response.text
+    frozen = await freeze(http, board)
+    response = await http.get(frozen["urls"]["md"])
+    assert response.status_code == 200, response.text[:300]
+    assert "Texte cible" in response.text
+    assert r"Texte \<fusionné\>" in response.text
+
+
 async def test_pdf_export_holds_the_cards_as_text(http: httpx.AsyncClient,
                                                   tmp_path: Path) -> None:
     board = await new_board(http)
@@ -463,8 +546,10 @@ async def test_pdf_export_holds_the_cards_as_text(http: httpx.AsyncClient,
         pytest.skip("pdftotext is not installed: PDF text not checked")
     pdf = tmp_path / "synthese.pdf"
     pdf.write_bytes(response.content)
-    extracted = subprocess.run(["pdftotext", "-enc", "UTF-8", str(pdf), "-"],
-                               capture_output=True, check=True, text=True).stdout
+    done = await asyncio.to_thread(
+        subprocess.run, ["pdftotext", "-enc", "UTF-8", str(pdf), "-"],
+        capture_output=True, check=True, text=True)
+    extracted = done.stdout
     flat = " ".join(extracted.split())
     for text in texts:
         assert text in flat, text
@@ -514,6 +599,38 @@ async def test_import_recreates_a_frozen_board_with_an_identical_synthesis(
                  409, "board_frozen")
     listed = (await http.get(api(new.code, "/syntheses"), headers=bearer(new.animator))).json()
     assert [(v["version"], v["hash"]) for v in listed] == [(1, frozen["hash"])]
+
+
+async def test_an_imported_board_reopens_and_refreezes_to_the_same_content(
+        http: httpx.AsyncClient) -> None:
+    board = await new_board(http, "Réimport")
+    lea = await join(http, board.code, "Léa")
+    await join(http, board.code, "Tom")
+    voted = await card(http, board, lea, "Constats", "Carte votée")
+    theme = (await http.post(api(board.code, "/themes"), headers=bearer(board.animator),
+                             json={"column_id": board.columns["Enjeux"],
+                                   "title": "Thème voté"})).json()
+    await patch(http, board, phase="vote")
+    for target in ({"card_id": voted["id"]}, {"theme_id": theme["id"]},
+                   {"card_id": voted["id"]}):
+        response = await http.post(api(board.code, "/votes"), headers=bearer(lea), json=target)
+        assert response.status_code == 201, response.text
+    v1 = await export_json(http, await freeze(http, board))
+    imported = await http.post("/api/v1/import", json=v1)
+    assert imported.status_code == 201, imported.text
+    copy = Board(imported.json()["join_code"], imported.json()["animator_token"], {})
+    await reopen(http, copy)
+    v2 = await export_json(http, await freeze(http, copy))
+    assert v2["version"] == 2
+
+    def shape(content: dict[str, Any]) -> list[Any]:
+        return [(c["title"], [(t["title"], t["votes"]) for t in c["themes"]],
+                 [(k["text"], k["votes"], k["author"]) for k in c["cards"]])
+                for c in content["columns"]]
+
+    assert shape(v2) == shape(v1)
+    assert (v2["votes_total"], v2["participants"], v2["cards_count"]) == (
+        v1["votes_total"], v1["participants"], v1["cards_count"]) == (3, 2, 1)
 
 
 async def test_import_refuses_tampered_and_non_json_bodies(http: httpx.AsyncClient) -> None:
@@ -668,6 +785,26 @@ async def test_anonymise_strips_pseudonyms_and_records_previous_hashes(
         k: v["hash"] for k, v in listed.items()}
 
 
+async def test_anonymise_also_strips_pseudonyms_from_the_replayed_log(
+        module_server: LiveServer, http: httpx.AsyncClient) -> None:
+    board = await new_board(http, "Journal nommé")
+    lea = await join(http, board.code, "Léa Quetzal")
+    posted = await card(http, board, lea, "Constats", "Carte journalisée")
+    assert posted["author"] == "Léa Quetzal"
+    await patch(http, board, f"/cards/{posted['id']}", text="Carte journalisée, corrigée")
+    await freeze(http, board)
+    response = await http.post(api(board.code, "/anonymise"), headers=bearer(board.animator))
+    assert response.status_code == 200, response.text
+    for token in (board.animator, lea):
+        async with subscribe(module_server.ws_url, board.code, since=0, token=token) as ws:
+            frames = await quiet(ws, 1.0)
+        assert any(f["type"] == "card.posted" for f in frames), frames
+        assert "Quetzal" not in json.dumps(frames, ensure_ascii=False)
+    for token in (board.animator, lea, None):
+        seen = json.dumps(await get_board(http, board.code, token), ensure_ascii=False)
+        assert "Quetzal" not in seen
+
+
 async def test_anonymise_leaves_an_anonymous_boards_syntheses_unchanged(
         http: httpx.AsyncClient) -> None:
     board = await new_board(http, "Déjà anonyme", anonymous=True)
@@ -726,6 +863,8 @@ async def test_event_synthesis_groups_frozen_ateliers_and_redacts_deleted_ones(
     assert frozen.status_code == 201, frozen.text
     version = frozen.json()
     assert version["version"] == 1 and re.fullmatch(r"[0-9a-f]{64}", version["hash"])
+    assert set(version["urls"]) == {"html", "md", "json", "pdf"}
+    assert (await fetch(http, version["urls"]["pdf"])).content.startswith(b"%PDF-")
     event_json = await fetch(http, version["urls"]["json"])
     assert event_json.json()["hash"] == version["hash"]
     assert len(event_json.json()["ateliers"]) == 2 and event_json.json()["redactions"] == []

@@ -125,9 +125,9 @@ def joined_shape(body: Any) -> None:
 
 def settings_shape(body: Any) -> None:
     assert set(body) == {"phase", "silent", "locked", "vote_budget", "max_votes_per_item",
-                         "results_visible", "anonymous"}, body
+                         "results_visible", "anonymous", "frozen"}, body
     assert body["phase"] in PHASES
-    assert all(isinstance(body[k], bool) for k in ("silent", "locked", "results_visible",
+    assert all(isinstance(body[k], bool) for k in ("silent", "locked", "results_visible", "frozen",
                                                     "anonymous"))
     assert is_id(body["vote_budget"]) and 1 <= body["vote_budget"] <= 20
     assert body["max_votes_per_item"] is None or (
