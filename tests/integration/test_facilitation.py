@@ -26,7 +26,7 @@ from tests.integration.helpers import (
 )
 
 SETTINGS = {"phase", "silent", "locked", "vote_budget", "max_votes_per_item",
-            "results_visible", "anonymous"}
+            "results_visible", "anonymous", "frozen"}
 
 
 @pytest.fixture
