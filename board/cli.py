@@ -241,6 +241,9 @@ except ImportError:  # pragma: no cover - bench is optional while it is being wr
     pass
 else:
     cli.add_command(bench)
+    from board.bench_archive import bench_archive
+
+    cli.add_command(bench_archive)
 
 
 def main() -> None:

@@ -13,6 +13,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -882,3 +883,18 @@ async def test_event_synthesis_groups_frozen_ateliers_and_redacts_deleted_ones(
         assert "Bus à la demande" not in (await fetch(http, version["urls"][fmt])).text
     state = (await http.get(live + ".json")).json()
     assert [a["title"] for a in state["ateliers"]] == ["Atelier énergie"]
+
+
+def test_bench_archive_reports_every_figure(tmp_path: Path) -> None:
+    """`board bench-archive` runs end to end on its own server and reports each measure."""
+    done = subprocess.run(
+        [sys.executable, "-m", "board", "bench-archive", "--big", "6", "--boards", "2",
+         "--cards", "3", "--json"],
+        capture_output=True, text=True, timeout=240, cwd=tmp_path, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout)
+    assert result["archived_cards"] == 6 * 2 + 2 * 3
+    assert set(result["exports_of_big"]) >= {"html", "md", "csv", "json"}
+    assert all(e["kb"] > 0 for e in result["exports_of_big"].values())
+    assert result["freeze_each"]["boards"] == 2
+    assert result["search"]["with_results"] > 0
