@@ -174,10 +174,9 @@ async def server_error_handler(request: Request, exc: Exception) -> Response:
     return error_response(request, RuleViolation("internal_error"))
 
 
-async def read_json(request: Request) -> dict[str, Any]:
-    """The body as a JSON object, or a clear 400/413."""
-    limit = services(request).settings.max_body_bytes
-    body = await read_body(request, limit)
+async def read_json(request: Request, limit: int | None = None) -> dict[str, Any]:
+    """The body as a JSON object, or a clear 400/413 (limit: BOARD_MAX_BODY_BYTES)."""
+    body = await read_body(request, limit or services(request).settings.max_body_bytes)
     try:
         data = json.loads(body or b"null")
         # JSON may escape lone surrogates ("\ud800"): text no database or page can hold.

@@ -71,3 +71,20 @@ async def quiet(ws: ClientConnection, seconds: float = 0.5) -> list[dict[str, An
             extra.append(await next_event(ws, timeout=seconds))
     except TimeoutError:
         return extra
+
+
+def api(code: str, path: str = "") -> str:
+    return f"/api/v1/boards/{code}{path}"
+
+
+def assert_error(response: httpx.Response, status: int, code: str) -> None:
+    """The documented error body, the right status, and never a stack trace."""
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error"}
+    error = body["error"]
+    assert set(error) == {"code", "message", "fr", "en"}
+    assert error["code"] == code, error
+    assert error["fr"] and error["en"] and error["fr"] != error["en"]
+    assert error["message"] == f"{error['fr']} / {error['en']}"
+    assert "Traceback" not in response.text

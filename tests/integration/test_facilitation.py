@@ -16,6 +16,8 @@ from websockets.asyncio.client import ClientConnection
 
 from tests.conftest import LiveServer
 from tests.integration.helpers import (
+    api,
+    assert_error,
     bearer,
     create_board,
     events_until,
@@ -33,23 +35,6 @@ SETTINGS = {"phase", "silent", "locked", "vote_budget", "max_votes_per_item",
 async def http(server: LiveServer) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
         yield client
-
-
-def api(code: str, path: str = "") -> str:
-    return f"/api/v1/boards/{code}{path}"
-
-
-def assert_error(response: httpx.Response, status: int, code: str) -> None:
-    """The documented error body, the right status, and never a stack trace."""
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"error"}
-    error = body["error"]
-    assert set(error) == {"code", "message", "fr", "en"}
-    assert error["code"] == code
-    assert error["fr"] and error["en"] and error["fr"] != error["en"]
-    assert error["message"] == f"{error['fr']} / {error['en']}"
-    assert "Traceback" not in response.text
 
 
 async def get_board(http: httpx.AsyncClient, code: str, token: str | None = None

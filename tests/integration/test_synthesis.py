@@ -24,7 +24,16 @@ import pytest
 from markdown_it import MarkdownIt
 
 from tests.conftest import LiveServer
-from tests.integration.helpers import bearer, create_board, join, post, quiet, subscribe
+from tests.integration.helpers import (
+    api,
+    assert_error,
+    bearer,
+    create_board,
+    join,
+    post,
+    quiet,
+    subscribe,
+)
 
 EXPORTS = ("html", "md", "csv", "json", "pdf")
 TEXT_EXPORTS = ("html", "md", "csv", "json")
@@ -51,21 +60,6 @@ async def own_http(server: LiveServer) -> AsyncIterator[httpx.AsyncClient]:
     """A client of a server of its own (search sees every frozen board of its database)."""
     async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
         yield client
-
-
-def api(code: str, path: str = "") -> str:
-    return f"/api/v1/boards/{code}{path}"
-
-
-def assert_error(response: httpx.Response, status: int, code: str) -> None:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"error"}
-    error = body["error"]
-    assert set(error) == {"code", "message", "fr", "en"}
-    assert error["code"] == code, error
-    assert error["fr"] and error["en"] and error["fr"] != error["en"]
-    assert "Traceback" not in response.text
 
 
 @dataclass
