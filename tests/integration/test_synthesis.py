@@ -892,3 +892,81 @@ def test_bench_archive_reports_every_figure(tmp_path: Path) -> None:
     assert all(e["kb"] > 0 for e in result["exports_of_big"].values())
     assert result["freeze_each"]["boards"] == 2
     assert result["search"]["with_results"] > 0
+
+
+def board_cli(*args: str, db: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "board", *args, "--database",
+                           f"sqlite:///{db}"], capture_output=True, text=True, timeout=120,
+                          check=False)
+
+
+async def test_retention_anonymises_only_boards_frozen_long_enough(
+        server: LiveServer, own_http: httpx.AsyncClient) -> None:
+    """`board retention --days N` strips pseudonyms of boards frozen N days ago or more."""
+    http = own_http
+    old, recent = await new_board(http, "Ancien atelier"), await new_board(http, "Récent")
+    for board in (old, recent):
+        lea = await join(http, board.code, "Léa")
+        await card(http, board, lea, "Constats", f"Une carte de {board.code}")
+    frozen_old, frozen_recent = await freeze(http, old), await freeze(http, recent)
+    # Not due yet: frozen just now, retention of 30 days.
+    kept = board_cli("retention", "--days", "30", db=server.db_path)
+    assert kept.returncode == 0, kept.stderr
+    assert "0 board" in kept.stdout
+    assert (await export_json(http, frozen_old))["hash"] == frozen_old["hash"]
+    # Age the old board's synthesis by 40 days, as if it had been frozen then.
+    import sqlite3
+
+    with sqlite3.connect(server.db_path) as db:
+        db.execute("UPDATE synthesis SET frozen_at = datetime(frozen_at, '-40 days') "
+                   "WHERE board_id = (SELECT id FROM board WHERE join_code = ?)", (old.code,))
+    done = board_cli("retention", "--days", "30", db=server.db_path)
+    assert done.returncode == 0, done.stderr
+    assert old.code in done.stdout and recent.code not in done.stdout
+    stripped = await export_json(http, frozen_old)
+    assert stripped["hash"] != frozen_old["hash"]
+    assert stripped["anonymised"]["previous_hash"] == frozen_old["hash"]
+    assert all(c["author"] is None for c in all_cards(stripped))
+    assert all(c["author"] is None for column in (await get_board(http, old.code))["columns"]
+               for c in column["cards"])
+    untouched = await export_json(http, frozen_recent)
+    assert untouched["hash"] == frozen_recent["hash"]
+    assert [c["author"] for c in all_cards(untouched)] == ["Léa"]
+
+
+async def test_cli_export_and_import_round_trip(
+        server: LiveServer, own_http: httpx.AsyncClient, tmp_path: Path) -> None:
+    """`board export CODE --format json` then `board import FILE` on another database gives
+    a board whose synthesis exports the same bytes."""
+    http = own_http
+    board = await new_board(http, "Export en ligne de commande")
+    lea = await join(http, board.code, "Léa")
+    await card(http, board, lea, "Enjeux", "=SOMME(A1:A9) et « guillemets »")
+    frozen = await freeze(http, board, conclusion="**Fin**")
+    out = tmp_path / "synthese.json"
+    exported = board_cli("export", board.code, "--format", "json", "-o", str(out),
+                         db=server.db_path)
+    assert exported.returncode == 0, exported.stderr
+    assert out.read_bytes() == (await fetch(http, frozen["urls"]["json"])).content
+    for fmt in ("md", "csv", "html"):
+        path = tmp_path / f"export.{fmt}"
+        done = board_cli("export", board.code, "--format", fmt, "-o", str(path),
+                         db=server.db_path)
+        assert done.returncode == 0, done.stderr
+        assert path.read_bytes() == (await fetch(http, frozen["urls"][fmt])).content
+    other = tmp_path / "other.db"
+    imported = board_cli("import", str(out), db=other)
+    assert imported.returncode == 0, imported.stderr
+    code = re.search(r"board (\w{6})", imported.stdout)
+    assert code is not None, imported.stdout
+    again = board_cli("export", code.group(1), "--format", "json", "-o", "-", db=other)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.encode() == out.read_bytes()
+    missing = board_cli("export", "ZZZZZZ", db=other)
+    assert missing.returncode != 0 and "ZZZZZZ" in missing.stderr
+    assert "Traceback" not in missing.stderr
+    broken = tmp_path / "broken.json"
+    broken.write_text(out.read_text().replace("Fin", "Début"))
+    refused = board_cli("import", str(broken), db=other)
+    assert refused.returncode != 0 and "bad_import" not in refused.stderr
+    assert "intacte" in refused.stderr and "Traceback" not in refused.stderr
