@@ -66,6 +66,32 @@
   }).observe(document.documentElement, { childList: true, subtree: true });
   document.addEventListener("DOMContentLoaded", decorate);
 
+  // New cards: highlighted for a few seconds, and announced politely to screen readers
+  // (one announcement per burst: "3 new cards" rather than three interruptions).
+  var announcer = document.getElementById("announcer");
+  var arrived = [];
+  var announceTimer = null;
+  function announce() {
+    announceTimer = null;
+    if (!announcer || !arrived.length) return;
+    var text = arrived.length === 1
+      ? announcer.getAttribute("data-new-card") + " " + arrived[0]
+      : arrived.length + " " + announcer.getAttribute("data-new-cards");
+    arrived = [];
+    announcer.textContent = text;
+  }
+  new MutationObserver(function (mutations) {
+    mutations.forEach(function (mutation) {
+      mutation.addedNodes.forEach(function (node) {
+        if (node.nodeType !== 1 || !node.classList || !node.classList.contains("is-new")) return;
+        window.setTimeout(function () { node.classList.remove("is-new"); }, 6000);
+        var text = node.querySelector(".card-text");
+        if (text && text.textContent) arrived.push(text.textContent.slice(0, 140));
+        if (!announceTimer) announceTimer = window.setTimeout(announce, 1500);
+      });
+    });
+  }).observe(document.body, { childList: true, subtree: true });
+
   function two(n) { return (n < 10 ? "0" : "") + n; }
   window.setInterval(function () {
     var timer = document.getElementById("timer");

@@ -41,6 +41,7 @@ COOKIE_AGE = 60 * 60 * 24 * 30  # a month: a day of ateliers, and the synthesis 
 def render(request: Request, template: str, /, *, status: int = 200, **context: Any
            ) -> HTMLResponse:
     lang = pick_lang(request)
+    context.setdefault("falc", request.cookies.get("falc") == "1")
     html = services(request).renderer.page(template, lang, request=request,
                                            lan_hint=lan_hint(request), **context)
     response = HTMLResponse(html, status_code=status)
@@ -141,6 +142,24 @@ async def switch_lang(request: Request) -> Response:
     if lang in ("fr", "en"):
         response.set_cookie("lang", lang, max_age=COOKIE_AGE * 12, samesite="lax")
     return response
+
+
+async def switch_falc(request: Request) -> Response:
+    """Easy-to-read wording (FALC) for the participant pages: on or off, kept in a cookie."""
+    target = request.query_params.get("next", "/")
+    if not target.startswith("/") or target.startswith("//"):
+        target = "/"
+    response = RedirectResponse(target, status_code=303)
+    if request.path_params["state"] == "on":
+        response.set_cookie("falc", "1", max_age=COOKIE_AGE * 12, samesite="lax")
+    else:
+        response.delete_cookie("falc")
+    return response
+
+
+async def accessibility(request: Request) -> Response:
+    """The accessibility statement (RGAA style), one document per language."""
+    return render(request, f"accessibility_{pick_lang(request)}.html")
 
 
 # --- participant --------------------------------------------------------------------------
@@ -309,6 +328,9 @@ routes = [
     Route("/boards", create, methods=["POST"]),
     Route("/join", join_by_code),
     Route("/lang/{lang}", switch_lang),
+    Route("/falc/{state:str}", switch_falc),
+    Route("/accessibilite", accessibility),
+    Route("/accessibility", accessibility),
     Route("/b/{join_code}", participant_page),
     Route("/b/{join_code}/join", join_submit, methods=["POST"]),
     Route("/b/{join_code}/cards", post_card, methods=["POST"]),
