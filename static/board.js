@@ -58,11 +58,39 @@
     });
   }
 
+  // A live refresh replaces a part of the page (the animator's console, the board area):
+  // keyboard focus must not fall back to the top of the page. Find the same control again:
+  // same id, or same name and value in a form with the same action, or same label.
+  var lastFocus = null;
+  document.addEventListener("focusin", function (evt) { lastFocus = evt.target; });
+  function formAction(el) { return el.form ? el.form.getAttribute("action") : null; }
+  function sameControl(old) {
+    if (old.id) return document.getElementById(old.id);
+    var candidates = document.querySelectorAll(old.tagName);
+    for (var i = 0; i < candidates.length; i++) {
+      var el = candidates[i];
+      if (formAction(el) !== formAction(old)) continue;
+      if (old.name ? (el.name === old.name && el.value === old.value)
+                   : (el.textContent || "").trim() === (old.textContent || "").trim()) return el;
+    }
+    return null;
+  }
+  function restoreFocus() {
+    if (!lastFocus || document.contains(lastFocus)) return;
+    var active = document.activeElement;
+    if (active && active !== document.body) return;
+    var found = sameControl(lastFocus);
+    if (found && typeof found.focus === "function") {
+      found.focus({ preventScroll: true });
+      lastFocus = found;
+    }
+  }
+
   var pending = false;
   new MutationObserver(function () {
     if (pending) return;
     pending = true;
-    window.requestAnimationFrame(function () { pending = false; decorate(); });
+    window.requestAnimationFrame(function () { pending = false; decorate(); restoreFocus(); });
   }).observe(document.documentElement, { childList: true, subtree: true });
   document.addEventListener("DOMContentLoaded", decorate);
 
