@@ -159,8 +159,11 @@ def hidden_from_screen_readers_missing(page: Page) -> list[str]:
 
 
 def pictograms(page: Page) -> int:
-    count: int = page.evaluate("""() => [...document.querySelectorAll('[aria-hidden=true]')]
-        .filter(e => /\\p{Extended_Pictographic}|\\u20e3/u.test(e.textContent)).length""")
+    """Drawn pictograms and step numbers, hidden from screen readers (the words say it all),
+    and actually drawn (not an empty box)."""
+    count: int = page.evaluate("""() => [...document.querySelectorAll(
+        'svg.picto[aria-hidden=true], .step[aria-hidden=true]')]
+        .filter(e => e.getBoundingClientRect().width >= 12).length""")
     return count
 
 
