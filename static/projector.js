@@ -36,7 +36,9 @@
 
   // The largest text that fits wins; at a given size, the simpler layout (one card per row;
   // two; two with a smaller join block; three). Past that, pages that turn every 12 s.
-  var SCALES = [1, 0.92, 0.85, 0.78, 0.72, 0.66];
+  // Sizes are classes of the stylesheet (data-scale), never an inline style: the page's CSP
+  // forbids inline styles, and htmx copies attributes when it swaps the board area.
+  var SCALES = ["100", "92", "85", "78", "72", "66"];
   var LAYOUTS = [[1, false], [2, false], [2, true], [3, true]];
   var PAGE_SECONDS = 12;
   var paging = null;  // {lists, perPage, pages, page}
@@ -45,7 +47,7 @@
   function apply(board, layout, scale) {
     board.setAttribute("data-per-row", String(layout[0]));
     document.body.classList.toggle("is-crowded", layout[1]);
-    board.style.setProperty("--card-scale", String(scale));
+    board.setAttribute("data-scale", scale);
   }
   function show(lists, perPage, page) {
     lists.forEach(function (cards) {

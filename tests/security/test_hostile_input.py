@@ -113,13 +113,19 @@ def text_length(text: str) -> int:
 TAGS = frozenset(
     "html head meta title link body header a nav span main div p h1 h2 h3 form fieldset legend "
     "label input button textarea section article ul ol li small strong details summary select "
-    "option aside img table caption thead tbody tr th td br script hx-partial hx-upsert".split())
+    "option aside img table caption thead tbody tr th td br script hx-partial hx-upsert footer "
+    "code svg path circle rect".split())
 ATTRIBUTES = frozenset(
     "action alt autocapitalize autocomplete autofocus charset checked class content for form "
     "height hidden href hreflang hx-get hx-ignore hx-post hx-swap hx-target hx-trigger "
     "hx-ws:connect id inputmode key lang max maxlength method min name pattern placeholder rel "
     "required role rows scope selected size sort spellcheck src target title type value "
-    "width".split())
+    "width download hx-preserve".split())
+# The pictograms (templates/partials/_picto.html): drawing attributes only on drawing tags.
+SVG_TAGS = frozenset("svg path circle rect".split())
+SVG_ATTRIBUTES = frozenset(
+    "focusable viewbox fill stroke stroke-width stroke-linecap stroke-linejoin d cx cy r x y "
+    "rx".split())
 URL_ATTRIBUTES = ("href", "src", "action", "hx-get", "hx-post", "hx-ws:connect")
 
 
@@ -149,7 +155,8 @@ class MarkupAudit(HTMLParser):
         if tag == "img" and not re.fullmatch(r"/b/\w+/qr\.svg", values.get("src") or ""):
             self.problems.append(f"img {values}")
         for name, value in attrs:
-            if not (name in ATTRIBUTES or name.startswith(("data-", "aria-"))):
+            drawing = tag in SVG_TAGS and name in SVG_ATTRIBUTES
+            if not (name in ATTRIBUTES or drawing or name.startswith(("data-", "aria-"))):
                 self.problems.append(f"attribute {name}={value!r} on <{tag}>")
             if name.startswith("on") or "hx-on" in name:
                 self.problems.append(f"handler {name}={value!r} on <{tag}>")
@@ -183,7 +190,8 @@ def test_markup_audit_catches_what_an_injection_would_leave() -> None:
                      '<div hx-get="/api/v1/boards" hx-trigger="load">',
                      "<button hx-on:click=alert(1)>", '<a href="javascript:alert(1)">',
                      '<a href=" //evil.example">', "<iframe src=x>", "<style>*{}</style>",
-                     "<p x=1 autofocus>", "<b>gras</b>"):
+                     "<p x=1 autofocus>", "<b>gras</b>", '<svg><path d="M0" onclick="x"/></svg>',
+                     '<div d="M0" fill="red">'):
         assert audit_markup(clean + injected, base), injected
 
 
