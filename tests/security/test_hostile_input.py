@@ -120,7 +120,7 @@ ATTRIBUTES = frozenset(
     "height hidden href hreflang hx-get hx-ignore hx-post hx-swap hx-target hx-trigger "
     "hx-ws:connect id inputmode key lang max maxlength method min name pattern placeholder rel "
     "required role rows scope selected size sort spellcheck src target title type value "
-    "width download hx-preserve".split())
+    "width download hx-preserve tabindex".split())
 # The pictograms (templates/partials/_picto.html): drawing attributes only on drawing tags.
 SVG_TAGS = frozenset("svg path circle rect".split())
 SVG_ATTRIBUTES = frozenset(
