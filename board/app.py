@@ -77,17 +77,16 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Sta
         fanout = Fanout(hub=hub, store=store, renderer=renderer,
                         presence_interval=settings.presence_interval)
         commands = Commands(store, hub, settings)
-        app.state.archive = Archive(commands, pdf=importlib.util.find_spec("weasyprint")
-                                    is not None)
+        archive = Archive(commands, pdf=importlib.util.find_spec("weasyprint") is not None)
         for env in renderer.envs.values():  # the animator's panel offers these downloads
-            env.globals["exports"] = app.state.archive.exports()
+            env.globals["exports"] = archive.exports()
         app.state.services = Services(
             settings=settings, store=store, hub=hub,
             commands=commands, renderer=renderer, fanout=fanout,
             limits=RateLimits(settings),
-            lan_addresses=[] if settings.public_url else lan_addresses(),
+            lan_addresses=[] if settings.public_url else lan_addresses(), archive=archive,
         )
-        retention = asyncio.create_task(_retention_loop(app.state.archive, settings))
+        retention = asyncio.create_task(_retention_loop(archive, settings))
         try:
             yield
         finally:

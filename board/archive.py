@@ -108,16 +108,14 @@ class Archive:
             participants = (await session.execute(
                 sa.select(sa.func.count()).select_from(Participant)
                 .where(col(Participant.board_id) == board.id))).scalar_one()
-            last = (await session.execute(
-                sa.select(sa.func.max(Synthesis.version))
-                .where(col(Synthesis.board_id) == board.id))).scalar_one()
+            number = await self._next_version(session, col(Synthesis.board_id) == board.id)
             event_title = None
             if fresh.event_id is not None:
                 org = await session.get(OrgEvent, fresh.event_id)
                 event_title = org.title if org else None
             now = datetime.now(UTC)
             content = syn.board_content(
-                view=view, version=(last or 0) + 1, frozen_at=now, lang=lang,
+                view=view, version=number, frozen_at=now, lang=lang,
                 participants=int(participants),
                 notes={c.id: c.notes for c in columns if c.id is not None},
                 conclusion=fresh.conclusion, event_title=event_title)
@@ -173,11 +171,25 @@ class Archive:
     # --- reading ----------------------------------------------------------------------------
 
     async def versions(self, board: Board) -> list[Synthesis]:
+        """A board's frozen versions, oldest first (without their content)."""
+        return await self._versions(col(Synthesis.board_id) == board.id)
+
+    async def event_versions(self, org: OrgEvent) -> list[Synthesis]:
+        """An event's frozen syntheses of the day, oldest first (without their content)."""
+        return await self._versions(col(Synthesis.event_id) == org.id)
+
+    async def _versions(self, owner: Any) -> list[Synthesis]:
         async with self.store.read() as session:
             return list((await session.exec(
-                select(Synthesis).where(Synthesis.board_id == board.id)
+                select(Synthesis).where(owner)
                 .options(defer(Synthesis.content))  # type: ignore[arg-type]
                 .order_by(col(Synthesis.version)))).all())
+
+    @staticmethod
+    async def _next_version(session: AsyncSession, owner: Any) -> int:
+        last = (await session.execute(
+            sa.select(sa.func.max(Synthesis.version)).where(owner))).scalar_one()
+        return int(last or 0) + 1
 
     async def by_slug(self, slug: str) -> tuple[Synthesis, dict[str, Any]]:
         if not slug or len(slug) > 32:
@@ -189,30 +201,30 @@ class Archive:
             raise RuleViolation("unknown_synthesis")
         return version, json.loads(version.content)
 
-    async def latest(self, board: Board) -> tuple[Synthesis, dict[str, Any]]:
-        versions = await self.versions(board)
-        if not versions:
-            raise RuleViolation("unknown_synthesis")
-        return await self.by_slug(versions[-1].slug)
-
     async def listing(self) -> list[dict[str, Any]]:
         """The archive: every board's versions (latest first) and every event synthesis,
         newest first, with what the archive page groups and shows."""
         async with self.store.read() as session:
             rows = list((await session.exec(
-                select(Synthesis).order_by(col(Synthesis.frozen_at).desc(),
-                                           col(Synthesis.id).desc()))).all())
-        entries: dict[tuple[str, int], dict[str, Any]] = {}
-        for row in rows:
-            content = json.loads(row.content)
-            key = ("board", row.board_id) if row.board_id is not None else (
-                "event", row.event_id or 0)
-            entry = entries.get(key)
-            if entry is None:
-                entry = entries[key] = _archive_entry(row, content)
-            entry["versions"].append({"version": row.version, "slug": row.slug,
-                                      "frozen_at": row.frozen_at, "hash": row.hash})
-        return list(entries.values())
+                select(Synthesis).options(defer(Synthesis.content))  # type: ignore[arg-type]
+                .order_by(col(Synthesis.frozen_at).desc(), col(Synthesis.id).desc()))).all())
+            groups: dict[tuple[str, int], list[Synthesis]] = {}
+            for row in rows:
+                key = ("board", row.board_id) if row.board_id is not None else (
+                    "event", row.event_id or 0)
+                groups.setdefault(key, []).append(row)
+            # What the page shows of each comes from its latest version's content only.
+            latest = [versions[0].id for versions in groups.values()]
+            contents = dict((await session.execute(
+                sa.select(col(Synthesis.id), col(Synthesis.content))
+                .where(col(Synthesis.id).in_(latest)))).tuples().all())
+        entries = []
+        for versions in groups.values():
+            entry = _archive_entry(versions[0], json.loads(contents[versions[0].id]))
+            entry["versions"] = [{"version": v.version, "slug": v.slug,
+                                  "frozen_at": v.frozen_at, "hash": v.hash} for v in versions]
+            entries.append(entry)
+        return entries
 
     async def search(self, query: str) -> list[Found]:
         terms = search.query_terms(query[:MAX_QUERY])
@@ -338,10 +350,14 @@ class Archive:
                 .order_by(col(Board.slot), col(Board.id)))).all())
             frozen_ids = [b.id for b in boards if b.frozen]
             latest: dict[int, Synthesis] = {}
-            if frozen_ids:
-                for row in (await session.exec(
-                        select(Synthesis).where(col(Synthesis.board_id).in_(frozen_ids))
-                        .order_by(col(Synthesis.version)))).all():
+            if frozen_ids:  # each frozen board's latest version, and only that one
+                newest = (sa.select(col(Synthesis.board_id),
+                                    sa.func.max(Synthesis.version).label("version"))
+                          .where(col(Synthesis.board_id).in_(frozen_ids))
+                          .group_by(col(Synthesis.board_id)).subquery())
+                for row in (await session.exec(select(Synthesis).join(newest, sa.and_(
+                        col(Synthesis.board_id) == newest.c.board_id,
+                        col(Synthesis.version) == newest.c.version)))).all():
                     assert row.board_id is not None
                     latest[row.board_id] = row
         ateliers = [(json.loads(latest[b.id].content), synthesis_path(latest[b.id].slug))
@@ -354,18 +370,9 @@ class Archive:
 
     async def freeze_event(self, org: OrgEvent, *, lang: str) -> Synthesis:
         async with self.store.write() as session:
-            last = (await session.execute(
-                sa.select(sa.func.max(Synthesis.version))
-                .where(col(Synthesis.event_id) == org.id))).scalar_one()
-            content = await self.event_synthesis(org, lang=lang, version=(last or 0) + 1)
+            number = await self._next_version(session, col(Synthesis.event_id) == org.id)
+            content = await self.event_synthesis(org, lang=lang, version=number)
             return await self._store_synthesis(session, content, event_id=org.id)
-
-    async def event_versions(self, org: OrgEvent) -> list[Synthesis]:
-        async with self.store.read() as session:
-            return list((await session.exec(
-                select(Synthesis).where(Synthesis.event_id == org.id)
-                .options(defer(Synthesis.content))  # type: ignore[arg-type]
-                .order_by(col(Synthesis.version)))).all())
 
     # --- data protection --------------------------------------------------------------------
 
@@ -391,10 +398,7 @@ class Archive:
             content = json.loads(row.content)
             if not any(a["url"] in paths for a in content["ateliers"]):
                 continue
-            for path in paths:
-                if any(a["url"] == path for a in content["ateliers"]):
-                    content = syn.without_atelier(content, path, at=now,
-                                                  previous_hash=syn.content_hash(content))
+            content = syn.without_atelier(content, paths, at=now, previous_hash=row.hash)
             row.content, row.hash = syn.canonical(content), syn.content_hash(content)
             session.add(row)
 

@@ -190,21 +190,11 @@ def export_command(join_code: str, fmt: str, version: int | None, output: str | 
 @click.option("--database", "database_url", default=None, help="Database URL.")
 def import_command(file: IO[bytes], database_url: str | None) -> None:
     """Recreate an archived board from a synthesis JSON export (board export --format json)."""
-    import json
+    from board.web.common import json_object
 
     async def run() -> tuple[str, int, str, str]:
         async with _archive(database_url) as (archive, _settings):
-            try:
-                data = json.loads(file.read())
-            except ValueError as exc:
-                from board.errors import RuleViolation
-
-                raise RuleViolation("invalid_json") from exc
-            if not isinstance(data, dict):
-                from board.errors import RuleViolation
-
-                raise RuleViolation("invalid_json")
-            board, version, token = await archive.import_synthesis(data)
+            board, version, token = await archive.import_synthesis(json_object(file.read()))
             return board.join_code, version.version, version.slug, token
 
     try:
@@ -228,7 +218,8 @@ def retention_command(days: int | None, database_url: str | None) -> None:
             limit = days if days is not None else settings.retention_days
             if limit is None:
                 raise click.ClickException(
-                    "give --days or set BOARD_RETENTION_DAYS / set it or pass --days")
+                    "indiquez --days ou BOARD_RETENTION_DAYS / "
+                    "give --days or set BOARD_RETENTION_DAYS")
             return await archive.apply_retention(limit)
 
     codes = asyncio.run(run())

@@ -120,7 +120,8 @@ class BoardView:
     card_votes: Counter[int] = field(default_factory=Counter)
     theme_votes: Counter[int] = field(default_factory=Counter)
     my_votes: Counter[str] = field(default_factory=Counter)  # "c12"/"t3" -> my dots
-    syntheses: list[Synthesis] = field(default_factory=list)  # frozen versions, latest first
+    # Frozen versions, latest first: loaded for the animator, and for others when frozen.
+    syntheses: list[Synthesis] = field(default_factory=list)
 
     @property
     def id(self) -> int:
@@ -323,10 +324,13 @@ class Commands:
                 select(Theme).where(Theme.board_id == board.id).order_by(col(Theme.id)))).all())
             votes = list((await session.exec(
                 select(Vote).where(Vote.board_id == board.id))).all())
+            # Versions show on the animator's panel, and to others once the board is frozen
+            # (the link to the synthesis): a participant's refresh does not need them.
             syntheses = list((await session.exec(
                 select(Synthesis).where(Synthesis.board_id == board.id)
                 .options(defer(Synthesis.content))  # type: ignore[arg-type]
-                .order_by(col(Synthesis.version).desc()))).all())
+                .order_by(col(Synthesis.version).desc()))).all()) if (
+                    viewer.is_animator or fresh.frozen) else []
         visible = [
             c for c in cards
             if domain.card_visible(

@@ -43,12 +43,18 @@ def normalize_join_code(raw: str) -> str:
     return "".join(ch for ch in raw.upper() if ch.isalnum())[:32]
 
 
+def multiline(text: str) -> str:
+    """Text of several lines as stored: control characters dropped (line breaks and tabs
+    kept), NFC, trimmed."""
+    kept = "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch) != "Cc")
+    return unicodedata.normalize("NFC", kept).strip()
+
+
 def clean_text(text: object, *, limit: int, field: str = "text") -> str:
     """Trim a card text; refuse empty or over-long text (length counted after trimming)."""
     if not isinstance(text, str):
         raise RuleViolation("invalid_field", field=field)
-    cleaned = "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch) != "Cc")
-    cleaned = unicodedata.normalize("NFC", cleaned).strip()
+    cleaned = multiline(text)
     if not cleaned:
         raise RuleViolation("empty_text")
     if len(cleaned) > limit:

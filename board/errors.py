@@ -102,6 +102,11 @@ MESSAGES: dict[str, tuple[int, str, str]] = {
         "This atelier is over: its synthesis is frozen, so it takes no more cards, votes or "
         "changes. The animator can reopen it.",
     ),
+    "confirm_mismatch": (
+        422,
+        "Le code tapé ne correspond pas : rien n'a été supprimé. Tapez {code} pour confirmer.",
+        "The code typed does not match: nothing was deleted. Type {code} to confirm.",
+    ),
     "not_frozen": (
         409,
         "Cet atelier n'est pas figé : il n'y a rien à rouvrir.",

@@ -36,6 +36,8 @@ EVENT_TYPES: dict[str, str] = {
 }
 
 CARD_EVENTS = frozenset({"card.posted", "card.updated", "card.hidden", "card.restored"})
+# Events whose data is the board's settings (plus their own fields).
+SETTINGS_EVENTS = frozenset({"board.updated", "board.frozen", "board.reopened"})
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from board.commands import settings_dict
-from board.events import Event
+from board.events import SETTINGS_EVENTS, Event
 from board.hub import Hub
 from board.render import Audience, Renderer
 from board.store import Store
@@ -148,7 +148,7 @@ class Feed:
         if event.seq <= self.last_seq:
             return
         self.last_seq = event.seq
-        if event.type == "board.updated":  # its data is the settings (plus one-shot flags)
+        if event.type in SETTINGS_EVENTS:  # its data is the settings (plus its own fields)
             self.settings = {k: event.data[k] for k in self.settings if k in event.data}
         for audience, group in self.clients.items():
             text = self.fanout.renderer.frame(event, audience, self.join_code, self.settings)

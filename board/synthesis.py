@@ -20,14 +20,15 @@ from typing import Any
 
 from markdown_it import MarkdownIt
 
+from board import domain
+from board.commands import as_utc
 from board.errors import RuleViolation
 from board.presets import BY_ID
-from board.search import stems
+from board.search import WORD, fold, stems
 
 FORMAT = "atelier-board.synthesis"
 EVENT_FORMAT = "atelier-board.event-synthesis"
 FORMAT_VERSION = 1
-EXPORTS = ("html", "md", "csv", "json", "pdf")
 MAX_NOTES = 5000
 MAX_CONCLUSION = 10000
 TOP_ITEMS = 3
@@ -98,13 +99,7 @@ def board_content(*, view: Any, version: int, frozen_at: datetime, lang: str,
 
 
 def _iso(moment: datetime | None) -> str | None:
-    if moment is None:
-        return None
-    if moment.tzinfo is None:
-        from datetime import UTC
-
-        moment = moment.replace(tzinfo=UTC)
-    return moment.isoformat(timespec="seconds")
+    return None if moment is None else as_utc(moment).isoformat(timespec="seconds")
 
 
 def clean_notes(raw: object, column_ids: Iterable[int]) -> dict[int, str]:
@@ -116,9 +111,8 @@ def clean_notes(raw: object, column_ids: Iterable[int]) -> dict[int, str]:
     known = set(column_ids)
     notes: dict[int, str] = {}
     for key, value in raw.items():
-        column_id = int(key) if isinstance(key, str) and key.isdigit() and len(key) < 11 else (
-            key if isinstance(key, int) and not isinstance(key, bool) else None)
-        if column_id not in known:
+        column_id = domain.parse_id(key)
+        if column_id is None or column_id not in known:
             raise RuleViolation("unknown_column")
         notes[column_id] = clean_markdown(value, field="notes", limit=MAX_NOTES)
     return notes
@@ -129,8 +123,7 @@ def clean_markdown(value: object, *, field: str, limit: int) -> str:
         return ""
     if not isinstance(value, str):
         raise RuleViolation("invalid_field", field=field)
-    printable = "".join(ch for ch in value if ch in "\n\t" or unicodedata.category(ch) != "Cc")
-    cleaned = unicodedata.normalize("NFC", printable.replace("\r\n", "\n")).strip()
+    cleaned = domain.multiline(value)
     if len(cleaned) > limit:
         raise RuleViolation("field_too_long", field=field, length=len(cleaned), limit=limit)
     return cleaned
@@ -297,19 +290,18 @@ def _top(content: dict[str, Any], path: str) -> list[dict[str, Any]]:
 
 def fold_title(title: str) -> str:
     """Column titles that name the same thing across ateliers: 'Constats' = 'constat'."""
-    decomposed = unicodedata.normalize("NFKD", title.casefold())
-    letters = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
-    letters = " ".join(re.findall(r"\w+", letters))
-    return letters[:-1] if letters.endswith("s") else letters
+    words = " ".join(WORD.findall(fold(title)))
+    return words[:-1] if words.endswith("s") else words
 
 
-def without_atelier(content: dict[str, Any], path: str, *, at: datetime,
+def without_atelier(content: dict[str, Any], paths: set[str], *, at: datetime,
                     previous_hash: str) -> dict[str, Any]:
-    """An event synthesis with one (deleted) atelier taken out, recording the change."""
+    """An event synthesis with a (deleted) atelier taken out, recording the change; ``paths``
+    are the permalinks of the atelier's versions."""
     out: dict[str, Any] = json.loads(json.dumps(content))
-    out["ateliers"] = [a for a in out["ateliers"] if a["url"] != path]
+    out["ateliers"] = [a for a in out["ateliers"] if a["url"] not in paths]
     for group in out["by_column"]:
-        group["ateliers"] = [a for a in group["ateliers"] if a["url"] != path]
+        group["ateliers"] = [a for a in group["ateliers"] if a["url"] not in paths]
     out["by_column"] = [g for g in out["by_column"] if g["ateliers"]]
     out["redactions"].append({"at": _iso(at), "previous_hash": previous_hash,
                               "reason": "atelier_deleted"})

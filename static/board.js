@@ -86,13 +86,6 @@
     }
   }
 
-  var pending = false;
-  new MutationObserver(function () {
-    if (pending) return;
-    pending = true;
-    window.requestAnimationFrame(function () { pending = false; decorate(); restoreFocus(); });
-  }).observe(document.documentElement, { childList: true, subtree: true });
-  document.addEventListener("DOMContentLoaded", decorate);
 
   // New cards: highlighted for a few seconds, and announced politely to screen readers
   // (one announcement per burst: "3 new cards" rather than three interruptions).
@@ -108,17 +101,24 @@
     arrived = [];
     announcer.textContent = text;
   }
+  function arrive(node) {
+    if (node.nodeType !== 1 || !node.classList || !node.classList.contains("is-new")) return;
+    window.setTimeout(function () { node.classList.remove("is-new"); }, 6000);
+    var text = node.querySelector(".card-text");
+    if (text && text.textContent) arrived.push(text.textContent.slice(0, 140));
+    if (!announceTimer) announceTimer = window.setTimeout(announce, 1500);
+  }
+
+  // One observer for every change to the page (live pushes, htmx swaps): new cards at once;
+  // the page's own decorations and the keyboard focus once per frame.
+  var pending = false;
   new MutationObserver(function (mutations) {
-    mutations.forEach(function (mutation) {
-      mutation.addedNodes.forEach(function (node) {
-        if (node.nodeType !== 1 || !node.classList || !node.classList.contains("is-new")) return;
-        window.setTimeout(function () { node.classList.remove("is-new"); }, 6000);
-        var text = node.querySelector(".card-text");
-        if (text && text.textContent) arrived.push(text.textContent.slice(0, 140));
-        if (!announceTimer) announceTimer = window.setTimeout(announce, 1500);
-      });
-    });
-  }).observe(document.body, { childList: true, subtree: true });
+    mutations.forEach(function (mutation) { mutation.addedNodes.forEach(arrive); });
+    if (pending) return;
+    pending = true;
+    window.requestAnimationFrame(function () { pending = false; decorate(); restoreFocus(); });
+  }).observe(document.documentElement, { childList: true, subtree: true });
+  document.addEventListener("DOMContentLoaded", decorate);
 
   function two(n) { return (n < 10 ? "0" : "") + n; }
   window.setInterval(function () {

@@ -10,7 +10,6 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from board.archive import Archive
 from board.commands import Actor
 from board.domain import normalize_join_code
 from board.errors import RuleViolation
@@ -205,7 +204,7 @@ async def synthesis_form(request: Request) -> Response:
     async def action(board: Board, actor: Actor, form: dict[str, str]) -> str:
         notes = {key.removeprefix("notes-"): value for key, value in form.items()
                  if key.startswith("notes-")}
-        archive: Archive = request.app.state.archive
+        archive = services(request).archive
         if form.get("action") == "freeze":
             await archive.freeze(board, actor, notes=notes, conclusion=form.get("conclusion"),
                                  lang=pick_lang(request))
@@ -218,14 +217,14 @@ async def synthesis_form(request: Request) -> Response:
 
 async def reopen(request: Request) -> Response:
     async def action(board: Board, actor: Actor, form: dict[str, str]) -> str:
-        await request.app.state.archive.reopen(board, actor)
+        await services(request).archive.reopen(board, actor)
         return ""
     return await _run(request, action)
 
 
 async def anonymise(request: Request) -> Response:
     async def action(board: Board, actor: Actor, form: dict[str, str]) -> str:
-        await request.app.state.archive.anonymise(board, actor)
+        await services(request).archive.anonymise(board, actor)
         return "#synthesis-panel"
     return await _run(request, action, saved=True)
 
@@ -240,8 +239,10 @@ async def delete_board(request: Request) -> Response:
         return render(request, "delete_board.html", board=board)
     board, actor, form = await _animator(request)
     if normalize_join_code(form.get("confirm", "")) != board.join_code:
-        return render(request, "delete_board.html", status=422, board=board)
-    await request.app.state.archive.delete_board(board, actor)
+        error = RuleViolation("confirm_mismatch", code=board.join_code)
+        return render(request, "delete_board.html", status=error.status, board=board,
+                      error=error.message(pick_lang(request)))
+    await services(request).archive.delete_board(board, actor)
     response = render(request, "deleted.html")
     response.delete_cookie(animator_cookie(board.join_code))
     return response

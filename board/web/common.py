@@ -11,6 +11,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
+from board.archive import Archive
 from board.commands import Commands
 from board.errors import RuleViolation
 from board.fanout import Fanout
@@ -35,6 +36,7 @@ class Services:
     fanout: Fanout
     limits: RateLimits
     lan_addresses: list[str]
+    archive: Archive
 
 
 def services(conn: HTTPConnection) -> Services:
@@ -176,7 +178,11 @@ async def server_error_handler(request: Request, exc: Exception) -> Response:
 
 async def read_json(request: Request, limit: int | None = None) -> dict[str, Any]:
     """The body as a JSON object, or a clear 400/413 (limit: BOARD_MAX_BODY_BYTES)."""
-    body = await read_body(request, limit or services(request).settings.max_body_bytes)
+    return json_object(await read_body(request, limit or services(request).settings.max_body_bytes))
+
+
+def json_object(body: bytes) -> dict[str, Any]:
+    """Bytes that must hold one JSON object (a request body, an imported file), or 400."""
     try:
         data = json.loads(body or b"null")
         # JSON may escape lone surrogates ("\ud800"): text no database or page can hold.

@@ -133,27 +133,34 @@ async def join_by_code(request: Request) -> Response:
     return RedirectResponse(f"/b/{board.join_code}", status_code=303)
 
 
-async def switch_lang(request: Request) -> Response:
-    lang = request.path_params["lang"]
+def _back(request: Request) -> RedirectResponse:
+    """Back to ?next= (a path of this site only: never an open redirect)."""
     target = request.query_params.get("next", "/")
     if not target.startswith("/") or target.startswith("//"):
         target = "/"
-    response = RedirectResponse(target, status_code=303)
+    return RedirectResponse(target, status_code=303)
+
+
+def _preference(response: Response, name: str, value: str | None) -> None:
+    """A reader's choice (language, easy-to-read wording), kept a year."""
+    if value is None:
+        response.delete_cookie(name)
+    else:
+        response.set_cookie(name, value, max_age=COOKIE_AGE * 12, samesite="lax")
+
+
+async def switch_lang(request: Request) -> Response:
+    lang = request.path_params["lang"]
+    response = _back(request)
     if lang in ("fr", "en"):
-        response.set_cookie("lang", lang, max_age=COOKIE_AGE * 12, samesite="lax")
+        _preference(response, "lang", lang)
     return response
 
 
 async def switch_falc(request: Request) -> Response:
-    """Easy-to-read wording (FALC) for the participant pages: on or off, kept in a cookie."""
-    target = request.query_params.get("next", "/")
-    if not target.startswith("/") or target.startswith("//"):
-        target = "/"
-    response = RedirectResponse(target, status_code=303)
-    if request.path_params["state"] == "on":
-        response.set_cookie("falc", "1", max_age=COOKIE_AGE * 12, samesite="lax")
-    else:
-        response.delete_cookie("falc")
+    """Easy-to-read wording (FALC) for the participant pages: on or off."""
+    response = _back(request)
+    _preference(response, "falc", "1" if request.path_params["state"] == "on" else None)
     return response
 
 

@@ -15,7 +15,7 @@ from starlette.routing import Route
 
 from board import paths
 from board import synthesis as syn
-from board.archive import Archive, synthesis_path
+from board.archive import synthesis_path
 from board.errors import RuleViolation
 from board.render import LANGS, Renderer
 from board.security import bearer_token
@@ -36,14 +36,9 @@ MEDIA = {"html": "text/html; charset=utf-8", "md": "text/markdown; charset=utf-8
          "pdf": "application/pdf"}
 
 
-def archive(request: Request) -> Archive:
-    value: Archive = request.app.state.archive
-    return value
-
-
 def synthesis_urls(request: Request, version: Synthesis) -> dict[str, str]:
     base = base_url(request) + synthesis_path(version.slug)
-    return {fmt: f"{base}.{fmt}" for fmt in archive(request).exports(
+    return {fmt: f"{base}.{fmt}" for fmt in services(request).archive.exports(
         event=version.event_id is not None)}
 
 
@@ -57,7 +52,7 @@ def version_dict(request: Request, version: Synthesis) -> dict[str, Any]:
 
 
 def export_body(renderer: Renderer, content: dict[str, Any], hash_: str, fmt: str, *,
-                live: bool = False, base_name: str = "synthesis",
+                base_name: str = "synthesis",
                 exports: tuple[str, ...] = ("md", "csv", "json")) -> str:
     """One synthesis in one text format, from its content alone (same bytes every time)."""
     event = content.get("format") == syn.EVENT_FORMAT
@@ -69,10 +64,10 @@ def export_body(renderer: Renderer, content: dict[str, Any], hash_: str, fmt: st
     name = "event_synthesis" if event else "synthesis"
     if fmt == "md":
         return renderer.page(f"export/{name}.md", lang, c=content, hash=hash_,
-                             md=syn.md_text, md_notes=syn.md_notes, live=live)
+                             md=syn.md_text, md_notes=syn.md_notes)
     if fmt == "html":
         return renderer.page(f"export/{name}.html", lang, c=content, hash=hash_,
-                             notes_html=syn.notes_html, css=Markup(STYLE), live=live,
+                             notes_html=syn.notes_html, css=Markup(STYLE),
                              base_name=base_name,
                              exports=tuple(f for f in exports if f != "html"))
     raise RuleViolation("not_found")
@@ -92,17 +87,20 @@ def to_pdf(html: str) -> bytes:
 
 
 async def export_response(request: Request, content: dict[str, Any], hash_: str, fmt: str,
-                          *, live: bool = False, base_name: str = "synthesis") -> Response:
-    renderer = services(request).renderer
-    exports = archive(request).exports(event=content.get("format") == syn.EVENT_FORMAT)
+                          *, base_name: str = "synthesis") -> Response:
+    svc = services(request)
+    renderer = svc.renderer
+    event = content.get("format") == syn.EVENT_FORMAT
+    live = event and content.get("version") is None  # an event's synthesis as it stands now
+    exports = svc.archive.exports(event=event)
     if fmt == "pdf":
-        if not archive(request).pdf:
+        if not svc.archive.pdf:
             raise RuleViolation("pdf_unavailable")
-        html = export_body(renderer, content, hash_, "html", live=live, base_name=base_name,
+        html = export_body(renderer, content, hash_, "html", base_name=base_name,
                            exports=exports)
         body: bytes | str = await asyncio.to_thread(to_pdf, html)
     else:
-        body = export_body(renderer, content, hash_, fmt, live=live, base_name=base_name,
+        body = export_body(renderer, content, hash_, fmt, base_name=base_name,
                            exports=exports)
     response = Response(body, media_type=MEDIA[fmt])
     disposition = "inline" if fmt == "html" and request.query_params.get("download") != "1" \
@@ -122,8 +120,9 @@ async def export_response(request: Request, content: dict[str, Any], hash_: str,
 async def permalink(request: Request) -> Response:
     """/s/{slug} (the HTML page) and /s/{slug}.{html,md,csv,json,pdf}."""
     slug, _, fmt = request.path_params["name"].partition(".")
-    version, content = await archive(request).by_slug(slug)
-    if fmt not in archive(request).exports(event=version.event_id is not None) and fmt != "":
+    archive = services(request).archive
+    version, content = await archive.by_slug(slug)
+    if fmt not in archive.exports(event=version.event_id is not None) and fmt != "":
         raise RuleViolation("pdf_unavailable" if fmt == "pdf" else "not_found")
     return await export_response(request, content, version.hash, fmt or "html",
                                  base_name=slug)
@@ -138,7 +137,7 @@ async def freeze(request: Request) -> JSONResponse:
     unknown = sorted(set(data) - {"notes", "conclusion"})
     if unknown:
         raise RuleViolation("invalid_field", field=unknown[0])
-    version = await archive(request).freeze(board, actor, notes=data.get("notes"),
+    version = await services(request).archive.freeze(board, actor, notes=data.get("notes"),
                                             conclusion=data.get("conclusion"),
                                             lang=pick_lang(request))
     body = version_dict(request, version)
@@ -148,24 +147,24 @@ async def freeze(request: Request) -> JSONResponse:
 
 async def reopen(request: Request) -> JSONResponse:
     board, actor = await _animator_of(request)
-    return JSONResponse(await archive(request).reopen(board, actor))
+    return JSONResponse(await services(request).archive.reopen(board, actor))
 
 
 async def list_syntheses(request: Request) -> JSONResponse:
     board, _ = await _animator_of(request)
-    versions = await archive(request).versions(board)
+    versions = await services(request).archive.versions(board)
     return JSONResponse([version_dict(request, v) for v in versions])
 
 
 async def delete_board(request: Request) -> JSONResponse:
     board, actor = await _animator_of(request)
-    await archive(request).delete_board(board, actor)
+    await services(request).archive.delete_board(board, actor)
     return JSONResponse({"join_code": board.join_code, "deleted": True})
 
 
 async def anonymise(request: Request) -> JSONResponse:
     board, actor = await _animator_of(request)
-    versions = await archive(request).anonymise(board, actor)
+    versions = await services(request).archive.anonymise(board, actor)
     return JSONResponse({"join_code": board.join_code, "anonymous": True,
                          "syntheses": [version_dict(request, v) for v in versions]})
 
@@ -174,7 +173,7 @@ async def import_synthesis(request: Request) -> JSONResponse:
     svc = services(request)
     svc.limits.hit("join_ip", request.client.host if request.client else "unknown")
     data = await read_json(request, svc.settings.max_import_bytes)
-    board, version, token = await archive(request).import_synthesis(data)
+    board, version, token = await services(request).archive.import_synthesis(data)
     from board.web.api import board_urls
 
     return JSONResponse({"join_code": board.join_code, "animator_token": token,
@@ -185,7 +184,7 @@ async def import_synthesis(request: Request) -> JSONResponse:
 
 
 async def search_api(request: Request) -> JSONResponse:
-    found = await archive(request).search(request.query_params.get("q", ""))
+    found = await services(request).archive.search(request.query_params.get("q", ""))
     base = base_url(request)
     return JSONResponse([{"text": f.doc.text, "board_title": f.doc.board_title,
                           "column": f.doc.column, "kind": f.doc.kind,
@@ -205,14 +204,14 @@ async def event_synthesis_api(request: Request) -> Response:
     """/api/v1/events/{id}/synthesis[.html|.md|.json]: live, as the ateliers stand now."""
     org = await _event(request)
     fmt = request.url.path.rsplit("/", 1)[-1].partition(".")[2] or "json"
-    content = await archive(request).event_synthesis(org, lang=pick_lang(request))
-    return await export_response(request, content, syn.content_hash(content), fmt, live=True)
+    content = await services(request).archive.event_synthesis(org, lang=pick_lang(request))
+    return await export_response(request, content, syn.content_hash(content), fmt)
 
 
 async def freeze_event_api(request: Request) -> JSONResponse:
     org = await _event(request)
     services(request).commands.check_organiser(org, bearer_token(request.headers))
-    version = await archive(request).freeze_event(org, lang=pick_lang(request))
+    version = await services(request).archive.freeze_event(org, lang=pick_lang(request))
     body = version_dict(request, version)
     del body["frozen_at"]
     return JSONResponse(body, status_code=201)
@@ -221,12 +220,13 @@ async def freeze_event_api(request: Request) -> JSONResponse:
 async def event_synthesis_page(request: Request) -> Response:
     """The plenary's page: live (refreshed every few seconds), freezable by the organiser."""
     org = await _event(request)
-    content = await archive(request).event_synthesis(org, lang=pick_lang(request))
-    versions = await archive(request).event_versions(org)
-    template = ("partials/_event_synthesis_body.html"
-                if request.query_params.get("part") == "body" else "event_synthesis.html")
-    return render(request, template, org=org, c=content, notes_html=syn.notes_html,
-                  organiser=_is_organiser(request, org), versions=versions)
+    content = await services(request).archive.event_synthesis(org, lang=pick_lang(request))
+    if request.query_params.get("part") == "body":  # the 10-second refresh: the body only
+        return render(request, "partials/_event_synthesis_body.html", org=org, c=content,
+                      notes_html=syn.notes_html)
+    return render(request, "event_synthesis.html", org=org, c=content,
+                  notes_html=syn.notes_html, organiser=_is_organiser(request, org),
+                  versions=await services(request).archive.event_versions(org))
 
 
 async def freeze_event_page(request: Request) -> Response:
@@ -236,7 +236,7 @@ async def freeze_event_page(request: Request) -> Response:
     await form_data(request)  # Origin check
     if not _is_organiser(request, org):
         raise RuleViolation("organiser_only")
-    version = await archive(request).freeze_event(org, lang=pick_lang(request))
+    version = await services(request).archive.freeze_event(org, lang=pick_lang(request))
     return RedirectResponse(synthesis_path(version.slug), status_code=303)
 
 
@@ -245,8 +245,8 @@ async def freeze_event_page(request: Request) -> Response:
 
 async def archive_page(request: Request) -> HTMLResponse:
     query = request.query_params.get("q", "")[:200]
-    found = await archive(request).search(query) if query.strip() else None
-    entries = await archive(request).listing()
+    found = await services(request).archive.search(query) if query.strip() else None
+    entries = await services(request).archive.listing()
     return render(request, "archive.html", entries=entries, query=query, found=found,
                   synthesis_path=synthesis_path)
 

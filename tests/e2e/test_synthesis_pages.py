@@ -520,6 +520,8 @@ def test_archive_lists_frozen_syntheses_and_finds_words_without_accents(
     expect(page.locator(f"[id='{anchor}']")).to_contain_text(posted[0]["text"])
 
     page.goto(f"{server.url}/archive?q=zzzzqqq")
+    expect(page.get_by_role("heading", name="0 résultat pour « zzzzqqq »")).to_be_visible()
+    expect(page.get_by_text("Aucun résultat. Essayez un autre mot")).to_be_visible()
     expect(page.locator("ul.search-results")).to_have_count(0)
     console.assert_no_errors()
 
