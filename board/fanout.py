@@ -18,7 +18,7 @@ from typing import Any
 
 from board.commands import settings_dict
 from board.events import SETTINGS_EVENTS, Event
-from board.hub import Hub
+from board.hub import RESYNC, Hub
 from board.render import Audience, Renderer
 from board.store import Store
 from board.tables import Board
@@ -127,6 +127,9 @@ class Feed:
                     client.overflowed.set()
 
     async def deliver(self, event: Event) -> None:
+        if event.type == RESYNC:  # the hub reconnected: what it missed meanwhile is in the log
+            await self._fill(until=None)
+            return
         if event.type == "board.deleted":  # every socket closes; a reconnect meets a 404
             for group in self.clients.values():
                 for client in group:
@@ -135,13 +138,17 @@ class Feed:
         if event.seq is None or event.seq <= self.last_seq:
             return  # ephemeral from elsewhere, or already delivered
         if event.seq > self.last_seq + 1:
-            async with self.fanout.store.read() as session:
-                missing = await self.fanout.store.events_since(
-                    session, board_id=self.board_id, since=self.last_seq, until=event.seq - 1
-                )
-            for gap_event in missing:
-                self._broadcast(gap_event)
+            await self._fill(until=event.seq - 1)
         self._broadcast(event)
+
+    async def _fill(self, *, until: int | None) -> None:
+        """Broadcast the logged events after the last one delivered (up to ``until``)."""
+        async with self.fanout.store.read() as session:
+            missing = await self.fanout.store.events_since(
+                session, board_id=self.board_id, since=self.last_seq, until=until
+            )
+        for gap_event in missing:
+            self._broadcast(gap_event)
 
     def _broadcast(self, event: Event) -> None:
         assert event.seq is not None

@@ -17,6 +17,10 @@ from typing import Protocol
 
 from board.events import Event
 
+# Not a board event: a backend yields Event(board_id, None, RESYNC) to each subscription after
+# it reconnects, and the fan-out then reads what was committed meanwhile from the event log.
+RESYNC = "hub.resync"
+
 
 class Subscription(Protocol):
     def __aiter__(self) -> AsyncIterator[Event]: ...
