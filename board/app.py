@@ -12,9 +12,8 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.routing import Mount
-from starlette.staticfiles import StaticFiles
 
-from board import paths
+from board import assets, paths
 from board.archive import Archive
 from board.commands import Commands
 from board.errors import RuleViolation
@@ -104,12 +103,16 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Sta
             *animator.routes,
             *event_pages.routes,
             *syntheses.routes,
-            Mount("/static", StaticFiles(directory=paths.STATIC), name="static"),
+            # Hashed URLs (templates' asset()) and per-page bundles, gzipped once, from memory.
+            Mount("/static", assets.AssetFiles(assets.load()), name="static"),
         ],
         middleware=[
             Middleware(SecurityHeaders),
             Middleware(BodyLimit, limit=settings.max_body_bytes,
                        overrides={"/api/v1/import": settings.max_import_bytes}),
+            # Pages, fragments, JSON and exports (HTTP only: websockets pass through; /static
+            # comes gzipped already). Bodies under 500 bytes are not worth it.
+            Middleware(assets.GZipDynamic, minimum_size=500),
         ],
         exception_handlers={
             RuleViolation: rule_violation_handler,

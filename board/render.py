@@ -15,7 +15,7 @@ from babel.messages.pofile import read_po
 from babel.support import NullTranslations, Translations
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from board import paths
+from board import assets, paths
 from board.commands import timer_dict
 from board.events import Event, for_public
 from board.presets import TEMPLATES
@@ -91,7 +91,7 @@ def make_environment(lang: str, timezone: str = DEFAULT_TIMEZONE) -> Environment
     env.install_gettext_translations(translations, newstyle=True)  # type: ignore[attr-defined]
     env.globals.update(
         lang=lang, langs=LANGS, templates=TEMPLATES, board_timer=timer_dict,
-        merged_texts=merged_texts,
+        merged_texts=merged_texts, asset=assets.url,
     )
     env.filters["when"] = when_filter(lang, timezone)
     return env
