@@ -18,7 +18,7 @@ from board.archive import Archive
 from board.commands import Commands
 from board.errors import RuleViolation
 from board.fanout import Fanout
-from board.hub import MemoryHub
+from board.hub import make_hub
 from board.migrate import upgrade
 from board.netaddr import lan_addresses
 from board.ratelimit import RateLimits
@@ -71,7 +71,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Sta
             await asyncio.to_thread(upgrade, settings.database_url)
         engine = make_engine(settings.database_url, busy_timeout=settings.db_busy_timeout)
         store = Store(engine)
-        hub = MemoryHub()
+        hub = make_hub(settings.pubsub())
         renderer = Renderer(settings.timezone)
         fanout = Fanout(hub=hub, store=store, renderer=renderer,
                         presence_interval=settings.presence_interval)
@@ -124,3 +124,12 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Sta
     # A trailing slash is an unknown path (JSON 404), not an empty 307 to another URL.
     app.router.redirect_slashes = False
     return app
+
+
+def worker_app() -> Starlette:
+    """One of `board serve --workers N`'s workers: settings from BOARD_* variables, and no
+    migration (the parent ran it once before starting the workers)."""
+    from board.cli import RedactSecrets
+
+    logging.getLogger("uvicorn.access").addFilter(RedactSecrets())
+    return create_app(Settings(), migrate=False)

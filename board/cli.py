@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import importlib.util
 import logging
+import logging.config
+import os
 import re
 import resource
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import IO, TYPE_CHECKING, NoReturn
+from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 import click
 import uvicorn
@@ -72,24 +75,33 @@ def cli() -> None:
 @click.option("--database", "database_url", default=None,
               help="sqlite:///path.db (default ./board.db) or postgresql://…")
 @click.option("--public-url", default=None, help="Base URL for links and QR codes.")
+@click.option("--workers", default=None, type=click.IntRange(1, 64),
+              help="Worker processes (default 1). More than one needs PostgreSQL or "
+              "BOARD_PUBSUB_URL.")
+@click.option("--pubsub", "pubsub_url", default=None,
+              help="Pub/sub between workers: redis://host:6379/0 or postgresql://…")
 @click.option("--log-level", default="info", show_default=True)
 def serve(host: str | None, port: int | None, database_url: str | None,
-          public_url: str | None, log_level: str) -> None:
+          public_url: str | None, workers: int | None, pubsub_url: str | None,
+          log_level: str) -> None:
     """Run the board (migrations applied at start)."""
     overrides = {k: v for k, v in {"host": host, "port": port, "database_url": database_url,
-                                   "public_url": public_url}.items() if v is not None}
+                                   "public_url": public_url, "workers": workers,
+                                   "pubsub_url": pubsub_url}.items() if v is not None}
     settings = Settings(**overrides)  # type: ignore[arg-type]
     from board.app import MissingAssets, create_app
 
-    try:
-        app = create_app(settings)
-    except MissingAssets as exc:
-        raise click.ClickException(str(exc)) from exc
+    if settings.workers > 1 and settings.pubsub() is None:
+        raise click.ClickException(
+            "Plusieurs workers ont besoin de PostgreSQL ou de BOARD_PUBSUB_URL (redis://…) pour "
+            "se passer les événements / several workers need PostgreSQL or BOARD_PUBSUB_URL "
+            "(redis://…) to pass events to each other")
     raise_open_file_limit()
+    log_config = logging_config(log_level)
+    logging.config.dictConfig(log_config)
     logging.getLogger("uvicorn.access").addFilter(RedactSecrets())
-    print_urls(settings.host, settings.port, settings.public_url)
-    uvicorn.run(
-        app,
+    options = dict(
+        log_config=log_config,
         host=settings.host,
         port=settings.port,
         ws="websockets-sansio",
@@ -98,6 +110,42 @@ def serve(host: str | None, port: int | None, database_url: str | None,
         log_level=log_level,
         timeout_graceful_shutdown=5,
     )
+    if settings.workers == 1:
+        try:
+            app = create_app(settings)
+        except MissingAssets as exc:
+            raise click.ClickException(str(exc)) from exc
+        print_urls(settings.host, settings.port, settings.public_url)
+        uvicorn.run(app, **options)  # type: ignore[arg-type]
+        return
+    # Several workers: migrate once here, then each worker builds its app from the same
+    # settings (passed down as BOARD_* variables) without migrating again.
+    from board.migrate import upgrade
+
+    try:
+        create_app(settings, migrate=False)  # fails early on missing assets
+    except MissingAssets as exc:
+        raise click.ClickException(str(exc)) from exc
+    upgrade(settings.database_url)
+    for name, value in overrides.items():
+        os.environ[f"BOARD_{name.upper()}"] = str(value)
+    print_urls(settings.host, settings.port, settings.public_url)
+    click.echo(f"  {settings.workers} workers, pub/sub : {_redact(settings.pubsub() or '')}")
+    uvicorn.run("board.app:worker_app", factory=True, workers=settings.workers,
+                **options)  # type: ignore[arg-type]
+
+
+def logging_config(level: str) -> dict[str, Any]:
+    """Uvicorn's console logging, extended to the board's own loggers (hub, migrations, …)."""
+    config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    config["loggers"]["board"] = {"handlers": ["default"], "level": level.upper(),
+                                  "propagate": False}
+    return config
+
+
+def _redact(url: str) -> str:
+    """A URL without its password, for the console."""
+    return re.sub(r"(//[^:/@]*:)[^@]*@", r"\1***@", url)
 
 
 @cli.command()

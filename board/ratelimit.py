@@ -1,17 +1,31 @@
-"""Rate limits and connection caps (in memory for one process; see the README to scale out)."""
+"""Rate limits and connection caps.
+
+Counters of people's actions (posts, joins, code guesses) live in Redis when the settings name
+one (``BOARD_RATE_LIMITS_URL``, or a Redis ``BOARD_PUBSUB_URL``), so every worker counts against
+the same budget; otherwise in this process's memory. A per-socket message limit and the open
+sockets per IP stay in memory: a socket belongs to one worker.
+"""
 
 from __future__ import annotations
 
+import logging
+import time
 from collections import Counter
 
 from limits import RateLimitItem, parse
+from limits.aio.storage import MemoryStorage as AsyncMemoryStorage
+from limits.aio.storage import RedisStorage, Storage
+from limits.aio.strategies import MovingWindowRateLimiter as AsyncMovingWindow
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 
 from board.errors import RuleViolation
 from board.settings import Settings
 
+log = logging.getLogger("board.ratelimit")
 PERIODS_FR = {"second": "seconde", "minute": "minute", "hour": "heure", "day": "jour"}
+SHARED_RULES = ("post_participant", "post_ip", "join_ip", "code_miss_ip")
+WARN_EVERY = 30.0  # seconds between two "Redis unreachable" warnings
 
 
 def too_many(item: RateLimitItem) -> RuleViolation:
@@ -24,9 +38,22 @@ def too_many(item: RateLimitItem) -> RuleViolation:
                          limit_en=f"{item.amount} per {per_en}")
 
 
+def redis_storage_uri(url: str) -> str:
+    """limits names its asyncio Redis storage async+redis://…"""
+    return url if url.startswith("async+") else "async+" + url
+
+
 class RateLimits:
     def __init__(self, settings: Settings) -> None:
-        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+        shared = settings.shared_limits()
+        storage: Storage = (
+            RedisStorage(redis_storage_uri(shared), implementation="redispy",
+                         key_prefix="atelier_board", socket_connect_timeout=1,
+                         socket_timeout=1)
+            if shared else AsyncMemoryStorage())
+        self.shared = shared is not None
+        self._shared = AsyncMovingWindow(storage)
+        self._local = MovingWindowRateLimiter(MemoryStorage())
         self._rules: dict[str, RateLimitItem] = {
             "post_participant": parse(settings.rate_posts_per_participant),
             "post_ip": parse(settings.rate_posts_per_ip),
@@ -36,17 +63,36 @@ class RateLimits:
         }
         self.max_ws_per_ip = settings.max_ws_per_ip
         self._sockets: Counter[str] = Counter()
+        self._warned_at = 0.0
 
-    def hit(self, rule: str, *keys: str) -> None:
+    async def hit(self, rule: str, *keys: str) -> None:
         """Count one more; refuse with 429 too_many once the window is full."""
         item = self._rules[rule]
-        if not self._limiter.hit(item, rule, *keys):
+        if not await self._ask(self._shared.hit, item, rule, *keys):
             raise too_many(item)
 
-    def check(self, rule: str, *keys: str) -> None:
+    async def check(self, rule: str, *keys: str) -> None:
         """Refuse if the window is already full, without counting."""
         item = self._rules[rule]
-        if not self._limiter.test(item, rule, *keys):
+        if not await self._ask(self._shared.test, item, rule, *keys):
+            raise too_many(item)
+
+    async def _ask(self, method: object, item: RateLimitItem, *identifiers: str) -> bool:
+        try:
+            allowed: bool = await method(item, *identifiers)  # type: ignore[operator]
+            return allowed
+        except Exception as exc:  # Redis away: let people post rather than refuse everyone
+            now = time.monotonic()
+            if now - self._warned_at > WARN_EVERY:
+                self._warned_at = now
+                log.warning("rate limits unavailable (%s); not counting meanwhile",
+                            type(exc).__name__)
+            return True
+
+    def hit_socket(self, key: str) -> None:
+        """One more message on one socket (counted in this worker: the socket lives here)."""
+        item = self._rules["ws_message"]
+        if not self._local.hit(item, "ws_message", key):
             raise too_many(item)
 
     def open_socket(self, ip: str) -> None:

@@ -17,6 +17,19 @@ class Settings(BaseSettings):
     db_busy_timeout: float = Field(
         5.0, description="Seconds a write waits for a locked SQLite file before a retryable 503"
     )
+    pubsub_url: str | None = Field(
+        None, description="Pub/sub between workers: redis://host:6379/0, or postgresql://… "
+        "(LISTEN/NOTIFY). Unset: in memory, one worker (with --workers > 1 on PostgreSQL, the "
+        "database itself is used)",
+    )
+    rate_limits_url: str | None = Field(
+        None, description="Where rate-limit counters live: redis://… shares them between "
+        "workers (default: BOARD_PUBSUB_URL when it is Redis, else in each worker's memory)",
+    )
+    workers: int = Field(
+        1, description="Worker processes `board serve` starts (more than one needs PostgreSQL "
+        "or BOARD_PUBSUB_URL; migrations run once, before the workers start)",
+    )
     host: str = Field("0.0.0.0", description="Interface `board serve` listens on")
     port: int = Field(8000, description="Port `board serve` listens on")
     public_url: str | None = Field(
@@ -68,3 +81,19 @@ class Settings(BaseSettings):
     )
     rate_ws_messages: str = Field("60/minute", description="Messages one websocket may send")
     max_ws_per_ip: int = Field(1000, description="Open websockets per IP address")
+
+    def pubsub(self) -> str | None:
+        """The pub/sub engine in use: the setting, else the PostgreSQL database when several
+        workers share it, else none (in memory)."""
+        if self.pubsub_url:
+            return self.pubsub_url
+        if self.workers > 1 and self.database_url.startswith(("postgresql", "postgres:")):
+            return self.database_url
+        return None
+
+    def shared_limits(self) -> str | None:
+        """The Redis URL rate limits are counted in, if any."""
+        if self.rate_limits_url:
+            return self.rate_limits_url
+        url = self.pubsub()
+        return url if url and url.startswith(("redis://", "rediss://")) else None

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from alembic import context
-from sqlalchemy import pool
+from sqlalchemy import pool, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlmodel import SQLModel
@@ -13,6 +14,7 @@ from sqlmodel import SQLModel
 import board.tables  # noqa: F401  (registers the tables on SQLModel.metadata)
 
 config = context.config
+log = logging.getLogger("board.migrate")
 target_metadata = SQLModel.metadata
 
 
@@ -35,6 +37,11 @@ def run_migrations_offline() -> None:
         context.run_migrations()
 
 
+# Any constant shared by every worker: several workers starting together on one PostgreSQL
+# database queue on this lock, and the later ones find the schema already up to date.
+MIGRATION_LOCK = 0x61746C6272  # "atlbr"
+
+
 def do_run_migrations(connection: Connection) -> None:
     context.configure(
         connection=connection,
@@ -43,6 +50,17 @@ def do_run_migrations(connection: Connection) -> None:
         include_object=include_object,
     )
     with context.begin_transaction():
+        if connection.dialect.name == "postgresql":
+            # Held until this transaction ends (migrations are transactional on PostgreSQL);
+            # taken before Alembic reads the version table.
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                               {"key": MIGRATION_LOCK})
+        current = context.get_context().get_current_revision()
+        head = context.script.get_current_head()
+        if current == head:
+            log.info("database schema up to date (%s)", head)
+        else:
+            log.info("database schema: migrating from %s to %s", current or "empty", head)
         context.run_migrations()
 
 

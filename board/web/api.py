@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from starlette.requests import Request
@@ -55,7 +56,14 @@ async def _animator_of(request: Request) -> tuple[Board, Actor]:
 
 
 async def health(request: Request) -> JSONResponse:
-    return JSONResponse({"status": "ok"})
+    hub = services(request).hub
+    connected = getattr(hub, "connected", None)
+    return JSONResponse({
+        "status": "ok",
+        "worker": os.getpid(),
+        "pubsub": getattr(hub, "kind", "memory"),
+        "pubsub_connected": True if connected is None else connected.is_set(),
+    })
 
 
 async def list_templates(request: Request) -> JSONResponse:
@@ -113,7 +121,7 @@ async def patch_board(request: Request) -> JSONResponse:
 async def join(request: Request) -> JSONResponse:
     svc = services(request)
     board = await find_board(request, request.path_params["join_code"])
-    svc.limits.hit("join_ip", client_ip(request))
+    await svc.limits.hit("join_ip", client_ip(request))
     data = await read_json(request)
     participant, token = await svc.commands.join(board, name=data.get("name"))
     return JSONResponse({"participant_id": participant.id, "token": token}, status_code=201)
@@ -121,7 +129,7 @@ async def join(request: Request) -> JSONResponse:
 
 async def post_card(request: Request) -> JSONResponse:
     board, actor = await _board_and_actor(request, required=True)
-    limit_post(request, board, actor.author_key)
+    await limit_post(request, board, actor.author_key)
     data = await read_json(request)
     result = await services(request).commands.post_card(
         board, actor, column_id=data.get("column_id"), text=data.get("text"),

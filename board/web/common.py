@@ -51,19 +51,19 @@ def client_ip(conn: HTTPConnection) -> str:
 async def find_board(conn: HTTPConnection, raw_code: str) -> Board:
     """Look a join code up; an address that keeps trying unknown codes is slowed down."""
     svc, ip = services(conn), client_ip(conn)
-    svc.limits.check("code_miss_ip", ip)
+    await svc.limits.check("code_miss_ip", ip)
     try:
         return await svc.commands.find_board(raw_code)
     except RuleViolation as error:
         if error.code == "unknown_board":
-            svc.limits.hit("code_miss_ip", ip)
+            await svc.limits.hit("code_miss_ip", ip)
         raise
 
 
-def limit_post(conn: HTTPConnection, board: Board, author_key: str) -> None:
+async def limit_post(conn: HTTPConnection, board: Board, author_key: str) -> None:
     limits = services(conn).limits
-    limits.hit("post_participant", board.join_code, author_key)  # "a" is per board
-    limits.hit("post_ip", client_ip(conn))
+    await limits.hit("post_participant", board.join_code, author_key)  # "a" is per board
+    await limits.hit("post_ip", client_ip(conn))
 
 
 def pick_lang(conn: HTTPConnection) -> str:

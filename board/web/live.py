@@ -185,7 +185,7 @@ async def _pump(websocket: WebSocket, client: Client) -> None:
             # Clients have nothing to say yet (what they send is ignored), but a client that
             # floods the socket is cut off.
             try:
-                limits.hit("ws_message", key)
+                limits.hit_socket(key)
             except RuleViolation:
                 await close_within(websocket, CLOSE_POLICY, "too many messages")
                 return

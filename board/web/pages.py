@@ -199,7 +199,7 @@ async def join_submit(request: Request) -> Response:
     board = await _board(request)
     form = await form_data(request)
     try:
-        services(request).limits.hit("join_ip", client_ip(request))
+        await services(request).limits.hit("join_ip", client_ip(request))
         _, token = await services(request).commands.join(board, name=form.get("name"))
     except RuleViolation as error:
         return render(request, "join.html", status=error.status, board=board,
@@ -223,7 +223,7 @@ async def post_card(request: Request) -> Response:
     outbox = request.headers.get("x-outbox") == "1"
     try:
         if actor.role != "public":
-            limit_post(request, board, actor.author_key)
+            await limit_post(request, board, actor.author_key)
         result = await svc.commands.post_card(
             board, actor, column_id=form.get("column_id"), text=form.get("text"),
             client_id=form.get("client_id"),

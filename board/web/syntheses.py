@@ -171,7 +171,7 @@ async def anonymise(request: Request) -> JSONResponse:
 
 async def import_synthesis(request: Request) -> JSONResponse:
     svc = services(request)
-    svc.limits.hit("join_ip", request.client.host if request.client else "unknown")
+    await svc.limits.hit("join_ip", request.client.host if request.client else "unknown")
     data = await read_json(request, svc.settings.max_import_bytes)
     board, version, token = await services(request).archive.import_synthesis(data)
     from board.web.api import board_urls

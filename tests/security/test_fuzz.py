@@ -246,7 +246,7 @@ class Api:
         return int(response.json()["id"])
 
     def alive(self) -> None:
-        assert self.send("GET", "/api/v1/health").json() == {"status": "ok"}
+        assert self.send("GET", "/api/v1/health").json()["status"] == "ok"
 
 
 @pytest.fixture(scope="module")
