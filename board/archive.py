@@ -7,6 +7,7 @@ locking and event helpers it uses.
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -40,6 +41,9 @@ from board.tables import (
 MAX_SEARCH_RESULTS = 50
 MAX_QUERY = 200
 MAX_IMPORTED_PARTICIPANTS = 10_000
+
+
+SLUG = re.compile(r"[A-Za-z0-9_-]+")
 
 
 def new_slug() -> str:
@@ -104,7 +108,7 @@ class Archive:
             fresh = await self.commands._open_board(session, board.id)
             columns = await self._write_notes(session, fresh, notes, conclusion)
             # Writers wait on the board lock we hold, so this read sees the final board.
-            view = await self.commands.view(fresh, Actor("animator"))
+            view = await self.commands.view(fresh, Actor("animator"), session)
             participants = (await session.execute(
                 sa.select(sa.func.count()).select_from(Participant)
                 .where(col(Participant.board_id) == board.id))).scalar_one()
@@ -192,7 +196,9 @@ class Archive:
         return int(last or 0) + 1
 
     async def by_slug(self, slug: str) -> tuple[Synthesis, dict[str, Any]]:
-        if not slug or len(slug) > 32:
+        # Slugs are URL-safe base64 (new_slug); anything else is unknown without a query
+        # (PostgreSQL refuses a NUL character in a string outright).
+        if not slug or len(slug) > 32 or not SLUG.fullmatch(slug):
             raise RuleViolation("unknown_synthesis")
         async with self.store.read() as session:
             version = (await session.exec(
@@ -238,14 +244,20 @@ class Archive:
                     {"match": search.fts5_match(terms), "limit": MAX_SEARCH_RESULTS},
                 )).scalars().all()
                 condition: Any = col(SearchDoc.id).in_(list(ids))
+                order: list[Any] = [col(SearchDoc.id)]
             else:
-                condition = sa.text("to_tsvector('simple', search_doc.stems) @@ "
-                                    "to_tsquery('simple', :tsq)").bindparams(
-                                        tsq=search.tsquery(terms))
+                # The expression of the GIN index (migrations/versions/0003), best first as
+                # bm25 does on SQLite; ties in id order, so the page is the same every time.
+                vector = sa.func.to_tsvector(sa.literal_column("'simple'"),
+                                             col(SearchDoc.stems))
+                tsq = sa.func.to_tsquery(sa.literal_column("'simple'"),
+                                         sa.bindparam("tsq", search.tsquery(terms)))
+                condition = vector.op("@@")(tsq)
+                order = [sa.func.ts_rank(vector, tsq).desc(), col(SearchDoc.id)]
             rows = (await session.execute(
                 sa.select(SearchDoc, col(Synthesis.slug))
                 .join(Synthesis, col(Synthesis.id) == col(SearchDoc.synthesis_id))
-                .where(condition).limit(MAX_SEARCH_RESULTS))).tuples().all()
+                .where(condition).order_by(*order).limit(MAX_SEARCH_RESULTS))).tuples().all()
         found = [Found(doc=doc, slug=slug) for doc, slug in rows]
         if self.store.engine.dialect.name == "sqlite":
             rank = {doc_id: i for i, doc_id in enumerate(ids)}
@@ -331,7 +343,9 @@ class Archive:
                                 text=card_data["text"][:2000],
                                 merged_texts=json.dumps(card_data["merged_texts"],
                                                         ensure_ascii=False), seq=0,
-                                created_at=datetime.fromisoformat(created) if created
+                                # A time without its zone was written in UTC (as SQLite
+                                # gives them back); PostgreSQL would take it as local time.
+                                created_at=as_utc(datetime.fromisoformat(created)) if created
                                 else datetime.now(UTC))
                     session.add(card)
                     await session.flush()
@@ -341,25 +355,32 @@ class Archive:
 
     # --- the event's cross-atelier synthesis ------------------------------------------------
 
-    async def event_synthesis(self, org: OrgEvent, *, lang: str,
-                              version: int | None = None) -> dict[str, Any]:
-        """Live: every frozen atelier of the event as it stands now."""
-        async with self.store.read() as session:
-            boards = list((await session.exec(
-                select(Board).where(Board.event_id == org.id)
-                .order_by(col(Board.slot), col(Board.id)))).all())
-            frozen_ids = [b.id for b in boards if b.frozen]
-            latest: dict[int, Synthesis] = {}
-            if frozen_ids:  # each frozen board's latest version, and only that one
-                newest = (sa.select(col(Synthesis.board_id),
-                                    sa.func.max(Synthesis.version).label("version"))
-                          .where(col(Synthesis.board_id).in_(frozen_ids))
-                          .group_by(col(Synthesis.board_id)).subquery())
-                for row in (await session.exec(select(Synthesis).join(newest, sa.and_(
-                        col(Synthesis.board_id) == newest.c.board_id,
-                        col(Synthesis.version) == newest.c.version)))).all():
-                    assert row.board_id is not None
-                    latest[row.board_id] = row
+    async def event_synthesis(self, org: OrgEvent, *, lang: str, version: int | None = None,
+                              session: AsyncSession | None = None) -> dict[str, Any]:
+        """Live: every frozen atelier of the event as it stands now (inside a write, pass its
+        session: see Commands.view)."""
+        if session is None:
+            async with self.store.read() as own:
+                return await self._event_synthesis(own, org, lang=lang, version=version)
+        return await self._event_synthesis(session, org, lang=lang, version=version)
+
+    async def _event_synthesis(self, session: AsyncSession, org: OrgEvent, *, lang: str,
+                               version: int | None) -> dict[str, Any]:
+        boards = list((await session.exec(
+            select(Board).where(Board.event_id == org.id)
+            .order_by(col(Board.slot), col(Board.id)))).all())
+        frozen_ids = [b.id for b in boards if b.frozen]
+        latest: dict[int, Synthesis] = {}
+        if frozen_ids:  # each frozen board's latest version, and only that one
+            newest = (sa.select(col(Synthesis.board_id),
+                                sa.func.max(Synthesis.version).label("version"))
+                      .where(col(Synthesis.board_id).in_(frozen_ids))
+                      .group_by(col(Synthesis.board_id)).subquery())
+            for row in (await session.exec(select(Synthesis).join(newest, sa.and_(
+                    col(Synthesis.board_id) == newest.c.board_id,
+                    col(Synthesis.version) == newest.c.version)))).all():
+                assert row.board_id is not None
+                latest[row.board_id] = row
         ateliers = [(json.loads(latest[b.id].content), synthesis_path(latest[b.id].slug))
                     for b in boards if b.id in latest]
         pending = [{"title": b.title, "phase": b.phase, "slot": b.slot, "room": b.room}
@@ -370,8 +391,12 @@ class Archive:
 
     async def freeze_event(self, org: OrgEvent, *, lang: str) -> Synthesis:
         async with self.store.write() as session:
+            # One freeze of an event at a time, or two would take the same version number
+            # (PostgreSQL: this row lock; SQLite's BEGIN IMMEDIATE serialises writers anyway).
+            await session.get(OrgEvent, org.id, with_for_update=True)
             number = await self._next_version(session, col(Synthesis.event_id) == org.id)
-            content = await self.event_synthesis(org, lang=lang, version=number)
+            content = await self.event_synthesis(org, lang=lang, version=number,
+                                                 session=session)
             return await self._store_synthesis(session, content, event_id=org.id)
 
     # --- data protection --------------------------------------------------------------------

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+import unicodedata
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -312,25 +313,34 @@ class Commands:
         async with self.store.read() as session:
             return await self.store.columns(session, board.id)
 
-    async def view(self, board: Board, viewer: Actor) -> BoardView:
+    async def view(self, board: Board, viewer: Actor,
+                   session: AsyncSession | None = None) -> BoardView:
+        """The board as `viewer` sees it. Inside a write, pass its session: a second
+        connection from the pool while holding the board's lock could wait for one that a
+        writer queued on that lock holds (PostgreSQL), and would not see this transaction."""
+        if session is None:
+            async with self.store.read() as own:
+                return await self._view(own, board, viewer)
+        return await self._view(session, board, viewer)
+
+    async def _view(self, session: AsyncSession, board: Board, viewer: Actor) -> BoardView:
         assert board.id is not None
-        async with self.store.read() as session:
-            fresh = await session.get(Board, board.id)
-            if fresh is None:
-                raise RuleViolation("unknown_board", code=board.join_code)
-            columns = await self.store.columns(session, board.id)
-            cards = await self.store.cards(session, board.id)
-            themes = list((await session.exec(
-                select(Theme).where(Theme.board_id == board.id).order_by(col(Theme.id)))).all())
-            votes = list((await session.exec(
-                select(Vote).where(Vote.board_id == board.id))).all())
-            # Versions show on the animator's panel, and to others once the board is frozen
-            # (the link to the synthesis): a participant's refresh does not need them.
-            syntheses = list((await session.exec(
-                select(Synthesis).where(Synthesis.board_id == board.id)
-                .options(defer(Synthesis.content))  # type: ignore[arg-type]
-                .order_by(col(Synthesis.version).desc()))).all()) if (
-                    viewer.is_animator or fresh.frozen) else []
+        fresh = await session.get(Board, board.id)
+        if fresh is None:
+            raise RuleViolation("unknown_board", code=board.join_code)
+        columns = await self.store.columns(session, board.id)
+        cards = await self.store.cards(session, board.id)
+        themes = list((await session.exec(
+            select(Theme).where(Theme.board_id == board.id).order_by(col(Theme.id)))).all())
+        votes = list((await session.exec(
+            select(Vote).where(Vote.board_id == board.id))).all())
+        # Versions show on the animator's panel, and to others once the board is frozen
+        # (the link to the synthesis): a participant's refresh does not need them.
+        syntheses = list((await session.exec(
+            select(Synthesis).where(Synthesis.board_id == board.id)
+            .options(defer(Synthesis.content))  # type: ignore[arg-type]
+            .order_by(col(Synthesis.version).desc()))).all()) if (
+                viewer.is_animator or fresh.frozen) else []
         visible = [
             c for c in cards
             if domain.card_visible(
@@ -373,7 +383,9 @@ class Commands:
         clean = domain.clean_text(text, limit=self.settings.max_card_length)
         if client_id is None or client_id == "":
             client_id = uuid.uuid4().hex
-        if not isinstance(client_id, str | int) or len(str(client_id)) > 64:
+        if (not isinstance(client_id, str | int) or len(str(client_id)) > 64
+                or any(unicodedata.category(ch) == "Cc" for ch in str(client_id))):
+            # An opaque key: no control characters (PostgreSQL cannot even store a NUL).
             raise RuleViolation("invalid_field", field="client_id")
         column_id = _as_id(column_id, "column_id")
         assert board.id is not None

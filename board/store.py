@@ -1,4 +1,5 @@
-"""Storage: the engine, durable SQLite settings, and the transactions the commands run."""
+"""Storage: the engine (SQLite with durable settings, or PostgreSQL through asyncpg), and the
+transactions the commands run."""
 
 from __future__ import annotations
 
@@ -37,7 +38,14 @@ def async_url(url: str) -> str:
 def make_engine(url: str, *, busy_timeout: float = 5.0) -> AsyncEngine:
     url = async_url(url)
     if not url.startswith("sqlite"):
-        return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+        # PostgreSQL: a write that waits longer than busy_timeout for a row or table lock
+        # fails (lock_timeout, SQLSTATE 55P03) with the same retryable `unavailable` error as
+        # a locked SQLite file, instead of waiting without end.
+        return create_async_engine(
+            url, pool_size=10, max_overflow=10, pool_pre_ping=True,
+            connect_args={"timeout": max(10.0, busy_timeout), "server_settings": {
+                "lock_timeout": str(max(1, int(busy_timeout * 1000))),
+                "application_name": "atelier-board"}})
     engine = create_async_engine(url, connect_args={"timeout": busy_timeout})
 
     @sa_event.listens_for(engine.sync_engine, "connect")
@@ -63,12 +71,34 @@ def make_engine(url: str, *, busy_timeout: float = 5.0) -> AsyncEngine:
     return engine
 
 
+# PostgreSQL errors that say "not now" rather than "wrong": the database is gone, restarting,
+# out of connections, memory or disk, read-only, a lock wait timed out, or the transaction lost
+# a deadlock or serialisation race. Classes (two characters) or full SQLSTATEs.
+RETRYABLE_SQLSTATES = ("08", "53", "57", "58", "55P03", "25006", "40001", "40P01")
+
+
+def _retryable(exc: sa_exc.DBAPIError) -> bool:
+    if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError):
+        return True
+    if isinstance(exc, sa_exc.IntegrityError | sa_exc.ProgrammingError | sa_exc.DataError):
+        return False
+    sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    return isinstance(sqlstate, str) and sqlstate.startswith(RETRYABLE_SQLSTATES)
+
+
 @contextmanager
 def storage_errors() -> Iterator[None]:
     try:
         yield
-    except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:
+    except sa_exc.DBAPIError as exc:
+        if not _retryable(exc):
+            raise
         log.warning("storage unavailable: %s", str(exc.orig or exc).splitlines()[0][:200])
+        raise RuleViolation("unavailable") from exc
+    except (OSError, TimeoutError, sa_exc.TimeoutError) as exc:
+        # asyncpg's connect: connection refused, unreachable, timed out (not DBAPI errors);
+        # or no pooled connection free in time.
+        log.warning("storage unavailable: %s", str(exc)[:200])
         raise RuleViolation("unavailable") from exc
 
 

@@ -216,6 +216,20 @@ def _check_shape(content: dict[str, Any]) -> None:
                 raise TypeError("merged_texts")
     if not isinstance(content["conclusion"], str):
         raise TypeError("conclusion")
+    if _holds_nul(content):
+        # No text of ours ever has one (cleaning drops control characters), and PostgreSQL
+        # cannot store it: an export with one was edited.
+        raise ValueError("NUL character")
+
+
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(v) for v in value)
+    return False
 
 
 # --- the cross-atelier synthesis of an event -----------------------------------------------

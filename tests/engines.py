@@ -137,8 +137,9 @@ class PostgresCluster:
             "-c", "listen_addresses=127.0.0.1",
             "-c", f"unix_socket_directories={self.sockdir}",
             "-c", f"max_connections={self.max_connections}",
-            # Test data need not survive a power cut; a killed server loses nothing anyway.
-            "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+            # Test data need not survive a power cut (no fsync); a killed server still loses
+            # no acknowledged commit: synchronous_commit stays on (WAL reaches the OS first).
+            "-c", "fsync=off", "-c", "full_page_writes=off",
             "-c", "shared_buffers=32MB",
         ]
         if self._run_as is not None:

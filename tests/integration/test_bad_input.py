@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -34,8 +33,7 @@ def assert_error(response: httpx.Response, status: int, code: str) -> None:
 
 
 def stored_cards(server: LiveServer) -> int:
-    with sqlite3.connect(server.db_path) as db:
-        return int(db.execute("select count(*) from card").fetchone()[0])
+    return int(server.query("select count(*) from card")[0][0])
 
 
 @pytest.mark.parametrize(
@@ -50,6 +48,19 @@ async def test_bad_card_text_is_refused(ctx: dict[str, Any], text: object, code:
         json={"column_id": ctx["column"], "text": text, "client_id": "bad"})
     assert_error(response, 422, code)
     assert stored_cards(ctx["server"]) == 0
+
+
+async def test_control_characters_in_keys_are_refused_not_a_500(ctx: dict[str, Any]) -> None:
+    """A NUL (which PostgreSQL cannot store) or another control character in an idempotency
+    key is a 422, and in a permalink a 404: the same on every database."""
+    for client_id in ("a\x00b", "tab\tkey"):
+        response = await ctx["http"].post(
+            f"/api/v1/boards/{ctx['code']}/cards", headers=bearer(ctx["token"]),
+            json={"column_id": ctx["column"], "text": "Une carte", "client_id": client_id})
+        assert_error(response, 422, "invalid_field")
+    assert stored_cards(ctx["server"]) == 0
+    for path in ("/s/ab%00cd", "/s/ab%00cd.json", "/s/ab%01cd"):
+        assert (await ctx["http"].get(path)).status_code == 404, path
 
 
 async def test_500_characters_is_the_limit(ctx: dict[str, Any]) -> None:

@@ -4,7 +4,6 @@ edits, merges, dot votes, results, timer and events of several ateliers."""
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
@@ -80,8 +79,7 @@ async def wait_for(ws: ClientConnection, type_: str,
 
 
 def stored(server: LiveServer, sql: str, *params: object) -> list[tuple[Any, ...]]:
-    with sqlite3.connect(server.db_path) as db:
-        return list(db.execute(sql, params).fetchall())
+    return server.query(sql, *params)
 
 
 # --- anonymous boards -----------------------------------------------------------------------

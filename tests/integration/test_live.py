@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 
 import httpx
 import pytest
@@ -102,9 +101,8 @@ async def test_same_client_id_twice_stores_one_card(server: LiveServer,
         assert await quiet(ws) == []
     state = (await http.get(f"/api/v1/boards/{code}")).json()
     assert sum(len(c["cards"]) for c in state["columns"]) == 1
-    with sqlite3.connect(server.db_path) as db:
-        assert db.execute("select count(*) from card").fetchone() == (1,)
-        assert db.execute("select count(*) from board_event").fetchone() == (1,)
+    assert server.query("select count(*) from card") == [(1,)]
+    assert server.query("select count(*) from board_event") == [(1,)]
 
 
 async def test_concurrent_duplicate_posts_store_one_card(server: LiveServer,

@@ -23,7 +23,7 @@ import httpx
 import pytest
 from markdown_it import MarkdownIt
 
-from tests.conftest import LiveServer
+from tests.conftest import ON_POSTGRESQL, LiveServer, fresh_database_url
 from tests.integration.helpers import (
     api,
     assert_error,
@@ -879,11 +879,17 @@ async def test_event_synthesis_groups_frozen_ateliers_and_redacts_deleted_ones(
     assert [a["title"] for a in state["ateliers"]] == ["Atelier énergie"]
 
 
-def test_bench_archive_reports_every_figure(tmp_path: Path) -> None:
-    """`board bench-archive` runs end to end on its own server and reports each measure."""
+def test_bench_archive_reports_every_figure(tmp_path: Path,
+                                            request: pytest.FixtureRequest) -> None:
+    """`board bench-archive` runs end to end on its own server and reports each measure.
+
+    The server it starts itself is on SQLite (board/bench.py): on PostgreSQL, it measures a
+    fresh test server instead (--url)."""
+    own_server = [] if not ON_POSTGRESQL else [
+        "--url", request.getfixturevalue("server").url]
     done = subprocess.run(
         [sys.executable, "-m", "board", "bench-archive", "--big", "6", "--boards", "2",
-         "--cards", "3", "--json"],
+         "--cards", "3", "--json", *own_server],
         capture_output=True, text=True, timeout=240, cwd=tmp_path, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(done.stdout)
@@ -894,10 +900,10 @@ def test_bench_archive_reports_every_figure(tmp_path: Path) -> None:
     assert result["search"]["with_results"] > 0
 
 
-def board_cli(*args: str, db: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "board", *args, "--database",
-                           f"sqlite:///{db}"], capture_output=True, text=True, timeout=120,
-                          check=False)
+def board_cli(*args: str, db: str) -> subprocess.CompletedProcess[str]:
+    """`board …` on the database at URL `db` (the server's `database_url`, or a new one)."""
+    return subprocess.run([sys.executable, "-m", "board", *args, "--database", db],
+                          capture_output=True, text=True, timeout=120, check=False)
 
 
 async def test_retention_anonymises_only_boards_frozen_long_enough(
@@ -910,17 +916,16 @@ async def test_retention_anonymises_only_boards_frozen_long_enough(
         await card(http, board, lea, "Constats", f"Une carte de {board.code}")
     frozen_old, frozen_recent = await freeze(http, old), await freeze(http, recent)
     # Not due yet: frozen just now, retention of 30 days.
-    kept = board_cli("retention", "--days", "30", db=server.db_path)
+    kept = board_cli("retention", "--days", "30", db=server.database_url)
     assert kept.returncode == 0, kept.stderr
     assert "0 board" in kept.stdout
     assert (await export_json(http, frozen_old))["hash"] == frozen_old["hash"]
     # Age the old board's synthesis by 40 days, as if it had been frozen then.
-    import sqlite3
-
-    with sqlite3.connect(server.db_path) as db:
-        db.execute("UPDATE synthesis SET frozen_at = datetime(frozen_at, '-40 days') "
-                   "WHERE board_id = (SELECT id FROM board WHERE join_code = ?)", (old.code,))
-    done = board_cli("retention", "--days", "30", db=server.db_path)
+    older = ("datetime(frozen_at, '-40 days')" if server.dialect == "sqlite"
+             else "frozen_at - interval '40 days'")
+    server.query(f"UPDATE synthesis SET frozen_at = {older} "
+                 "WHERE board_id = (SELECT id FROM board WHERE join_code = ?)", old.code)
+    done = board_cli("retention", "--days", "30", db=server.database_url)
     assert done.returncode == 0, done.stderr
     assert old.code in done.stdout and recent.code not in done.stdout
     stripped = await export_json(http, frozen_old)
@@ -945,16 +950,16 @@ async def test_cli_export_and_import_round_trip(
     frozen = await freeze(http, board, conclusion="**Fin**")
     out = tmp_path / "synthese.json"
     exported = board_cli("export", board.code, "--format", "json", "-o", str(out),
-                         db=server.db_path)
+                         db=server.database_url)
     assert exported.returncode == 0, exported.stderr
     assert out.read_bytes() == (await fetch(http, frozen["urls"]["json"])).content
     for fmt in ("md", "csv", "html"):
         path = tmp_path / f"export.{fmt}"
         done = board_cli("export", board.code, "--format", fmt, "-o", str(path),
-                         db=server.db_path)
+                         db=server.database_url)
         assert done.returncode == 0, done.stderr
         assert path.read_bytes() == (await fetch(http, frozen["urls"][fmt])).content
-    other = tmp_path / "other.db"
+    other = fresh_database_url(tmp_path / "other.db")
     imported = board_cli("import", str(out), db=other)
     assert imported.returncode == 0, imported.stderr
     code = re.search(r"board (\w{6})", imported.stdout)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import sqlite3
 import time
 import unicodedata
 import uuid
@@ -927,10 +926,9 @@ async def test_cross_site_form_posts_are_refused(live: LiveServer,
         assert after == before
         ateliers = (await http.get(f"/api/v1/events/{event['id']}")).json()["ateliers"]
         assert ateliers == []
-    with sqlite3.connect(live.db_path) as db:
-        for table in ("board", "org_event"):
-            assert db.execute(f"select count(*) from {table} where title = 'csrf'"
-                              ).fetchone()[0] == 0, table
+    for table in ("board", "org_event"):
+        assert live.query(f"select count(*) from {table} where title = 'csrf'"
+                          )[0][0] == 0, table
 
 
 # --- join-code guessing ------------------------------------------------------------------------
@@ -1074,10 +1072,9 @@ async def test_message_limit_is_per_socket(strict: LiveServer) -> None:
 
 
 def stored_cards(server: LiveServer, code: str) -> list[str]:
-    with sqlite3.connect(server.db_path) as db:
-        return [row[0] for row in db.execute(
-            "select card.text from card join board on board.id = card.board_id "
-            "where board.join_code = ? order by card.id", (code,))]
+    return [row[0] for row in server.query(
+        "select card.text from card join board on board.id = card.board_id "
+        "where board.join_code = ? order by card.id", code)]
 
 
 async def test_posting_rate_limit_answers_429(strict: LiveServer) -> None:
