@@ -7,8 +7,10 @@ post -> the moment the last subscriber received the matching ``card.posted`` fra
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import errno
+import functools
 import gc
 import json
 import math
@@ -16,21 +18,22 @@ import os
 import resource
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
+from urllib.parse import urlsplit
 
 import click
 import httpx
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import InvalidStatus
 
 API = "/api/v1"
 BOARD_TITLE = "Bench"
@@ -124,6 +127,12 @@ def exception_kind(exc: BaseException) -> str:
         except ValueError:
             body = None
         return error_code(status, body)
+    if isinstance(exc, HandshakeRefused):
+        try:
+            refusal = json.loads(exc.body or b"null")
+        except ValueError:
+            refusal = None
+        return error_code(exc.status, refusal)
     if isinstance(exc, TimeoutError | httpx.TimeoutException):
         return "timeout"
     # httpx wraps the OSError (EMFILE, ECONNREFUSED...) that tells the most.
@@ -179,10 +188,16 @@ def format_report(result: dict[str, Any]) -> str:
     posts = result["posts"]
     dlv = result["delivery"]
     origin = "started by bench" if srv.get("started") else "already running"
+    boards = cfg.get("boards", 1)
+    per_board = f" on each of {boards} boards" if boards > 1 else ""
+    extras = "".join([
+        f", {subs.get('stalled', 0)} of them stalled" if cfg.get("stalled") else "",
+        ", batched frames" if cfg.get("batch") else "",
+    ])
     lines = [
         f"Atelier board bench: {srv['url']} ({origin})",
-        f"  load          {subs['requested']} subscribers, {cfg['posters']} posters, "
-        f"{cfg['rate']:g} posts/s for {cfg['duration']:g} s "
+        f"  load          {cfg['subscribers']} subscribers, {cfg['posters']} posters, "
+        f"{cfg['rate']:g} posts/s{per_board} for {cfg['duration']:g} s{extras} "
         f"(client: {cfg['event_loop']}, RLIMIT_NOFILE {cfg['nofile_limit']})",
         f"  subscribers   {subs['connected']}/{subs['requested']} connected in "
         f"{subs['connect_s']:.2f} s (participants joined in {subs['join_s']:.2f} s; "
@@ -200,6 +215,19 @@ def format_report(result: dict[str, Any]) -> str:
         f"  send lag      p99 {_fmt_ms(posts['send_lag_ms']['p99'])}, "
         f"max {_fmt_ms(posts['send_lag_ms']['max'])} behind the open-loop schedule",
     ]
+    ramp = result.get("ramp")
+    if ramp:
+        lines.insert(3, (
+            f"  ramp          {ramp['participants']}/{ramp['requested']} participants arrived "
+            f"(join + websocket + snapshot, {ramp['concurrency']} at a time) in {ramp['s']:.2f} s;"
+            f" each {_fmt_latency(ramp['per_participant_ms'])}"))
+    mem = result.get("server_memory")
+    if mem and mem.get("per_connection_kb") is not None:
+        lines.append(
+            f"  server memory RSS {mem['rss_before_kb'] / 1024:.1f} MiB before the sockets, "
+            f"{mem['rss_connected_kb'] / 1024:.1f} MiB with {mem['connections']:,} idle "
+            f"= {mem['per_connection_kb']:.1f} KiB per connection; "
+            f"{(mem['rss_end_kb'] or 0) / 1024:.1f} MiB after posting")
     cpu = result.get("cpu") or {}
     if cpu:
         parts = [f"bench {cpu['bench_pct']:.0f}%"]
@@ -223,6 +251,196 @@ def format_report(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+# --------------------------------------------------------------------------- subscribers' client
+
+
+class HandshakeRefused(Exception):
+    def __init__(self, status: int, body: bytes) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status = status
+        self.body = body
+
+
+class RawSocket(asyncio.Protocol):
+    """A minimal websocket client: only what a subscriber needs (text frames, pings, the
+    close handshake). A full client library costs tens of microseconds a frame; with thousands
+    of subscribers on the same two cores, the bench would be measuring itself."""
+
+    def __init__(self, request: bytes, on_text: Callable[[str], None] | None = None) -> None:
+        self.request = request
+        self.on_text = on_text
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.fragments: list[bytes] = []
+        self.upgraded = False
+        loop = asyncio.get_running_loop()
+        self.opened: asyncio.Future[None] = loop.create_future()
+        self.first: asyncio.Future[str] = loop.create_future()
+        self.closed: asyncio.Future[None] = loop.create_future()
+        self.close_code: int | None = None
+        self.on_lost: Callable[[RawSocket], None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
+        self.transport.write(self.request)
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buffer
+        buf += data
+        if not self.upgraded:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = bytes(buf[:end]).decode("latin-1")
+            try:
+                status = int(head.split(" ", 2)[1])
+            except (IndexError, ValueError):
+                status = 0
+            if status != 101:
+                if not self.opened.done():
+                    self.opened.set_exception(HandshakeRefused(status, bytes(buf[end + 4:])))
+                if self.transport is not None:
+                    self.transport.close()
+                return
+            del buf[: end + 4]
+            self.upgraded = True
+            self.opened.set_result(None)
+        pos, size = 0, len(buf)
+        while size - pos >= 2:
+            b0, b1 = buf[pos], buf[pos + 1]
+            length = b1 & 0x7F
+            start = pos + 2
+            if length == 126:
+                if size - pos < 4:
+                    break
+                length = int.from_bytes(buf[pos + 2 : pos + 4], "big")
+                start = pos + 4
+            elif length == 127:
+                if size - pos < 10:
+                    break
+                length = int.from_bytes(buf[pos + 2 : pos + 10], "big")
+                start = pos + 10
+            if b1 & 0x80:  # a server never masks; be lenient anyway
+                start += 4
+            end = start + length
+            if end > size:
+                break
+            self._frame(b0 & 0x80, b0 & 0x0F, bytes(buf[start:end]))
+            pos = end
+        if pos:
+            del buf[:pos]
+
+    def _frame(self, fin: int, opcode: int, payload: bytes) -> None:
+        if opcode in (0x0, 0x1):  # continuation, text
+            if not fin:
+                self.fragments.append(payload)
+                return
+            if self.fragments:
+                payload = b"".join([*self.fragments, payload])
+                self.fragments.clear()
+            text = payload.decode()
+            if not self.first.done():
+                self.first.set_result(text)
+            if self.on_text is not None:
+                self.on_text(text)
+        elif opcode == 0x8:  # close: answer it, then the server closes the TCP connection
+            self.close_code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005
+            self._send(0x8, payload[:2])
+        elif opcode == 0x9:  # ping
+            self._send(0xA, payload)
+
+    def _send(self, opcode: int, payload: bytes) -> None:
+        if self.transport is None or self.transport.is_closing() or len(payload) > 125:
+            return
+        # Masked, as a client must; a zero key leaves the payload as it is.
+        self.transport.write(bytes((0x80 | opcode, 0x80 | len(payload))) + b"\0\0\0\0" + payload)
+
+    def pause(self) -> None:
+        """Stop reading, as a phone whose page froze: what the server sends piles up."""
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    async def close(self, within: float) -> None:
+        if self.transport is None:
+            return
+        if not self.closed.done():
+            self._send(0x8, (1000).to_bytes(2, "big"))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self.closed), within)
+        self.transport.abort()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.opened.done():
+            self.opened.set_exception(exc or ConnectionResetError("closed during the handshake"))
+        if not self.first.done():
+            self.first.set_exception(exc or ConnectionResetError("closed before a frame"))
+            self.first.exception()  # nobody may be waiting for it: no "never retrieved" noise
+        if not self.closed.done():
+            self.closed.set_result(None)
+        if self.on_lost is not None:
+            self.on_lost(self)
+
+
+async def raw_post_json(url: str, payload: Any, within: float) -> tuple[int, Any]:
+    """POST a JSON body on a connection of its own (as each phone has), for the join wave:
+    httpx's pool costs more CPU per request than the server's join does, with hundreds at once."""
+    parts = urlsplit(url)
+    secure = parts.scheme == "https"
+    body = json.dumps(payload).encode()
+    request = (
+        f"POST {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode() + body
+    async with asyncio.timeout(within):
+        reader, writer = await asyncio.open_connection(
+            parts.hostname, parts.port or (443 if secure else 80),
+            ssl=ssl.create_default_context() if secure else None)
+        try:
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            lines = head.decode("latin-1").split("\r\n")
+            status = int(lines[0].split(" ", 2)[1])
+            length = next((int(line.split(":", 1)[1]) for line in lines[1:]
+                           if line.lower().startswith("content-length:")), None)
+            data = await (reader.readexactly(length) if length is not None else reader.read())
+        finally:
+            writer.close()
+    try:
+        return status, json.loads(data or b"null")
+    except ValueError:
+        return status, None
+
+
+async def raw_connect(uri: str, token: str, within: float,
+                      on_text: Callable[[str], None] | None = None) -> RawSocket:
+    parts = urlsplit(uri)
+    secure = parts.scheme == "wss"
+    host = parts.hostname or "127.0.0.1"
+    port = parts.port or (443 if secure else 80)
+    path = parts.path + (f"?{parts.query}" if parts.query else "")
+    key = base64.b64encode(os.urandom(16)).decode()
+    request = (
+        f"GET {path} HTTP/1.1\r\nHost: {parts.netloc}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+        f"Authorization: Bearer {token}\r\n\r\n"
+    ).encode()
+    loop = asyncio.get_running_loop()
+    async with asyncio.timeout(within):
+        _transport, protocol = await loop.create_connection(
+            lambda: RawSocket(request, on_text), host, port,
+            ssl=ssl.create_default_context() if secure else None)
+        try:
+            await protocol.opened
+        except BaseException:
+            protocol.abort()
+            raise
+    return protocol
+
+
 # --------------------------------------------------------------------------- the run
 
 
@@ -233,6 +451,7 @@ class Post:
     client_id: str
     offset: float
     seen: bytearray
+    board: int = 0  # which of the bench boards it goes to
     t_send: float | None = None
     t_ack: float | None = None
     lag: float = 0.0
@@ -245,14 +464,29 @@ class Post:
 @dataclass(slots=True)
 class Config:
     url: str
-    subscribers: int
-    posters: int
-    rate: float
+    subscribers: int  # per board
+    posters: int  # per board
+    rate: float  # per board
     duration: float
     server_pid: int | None = None
     started_server: bool = False
     nofile_limit: int = 0
     event_loop: str = "asyncio"
+    boards: int = 1
+    stalled: float = 0.0  # fraction of each board's subscribers that stop reading
+    ramp: bool = False  # subscribers join one by one: HTTP join + socket + first snapshot
+    batch: bool = False  # subscribe with ?batch=1 (frames may be JSON arrays of frames)
+    concurrency: int = 50  # participants joining / sockets opening at the same time
+
+
+@dataclass(slots=True)
+class BenchBoard:
+    index: int
+    code: str
+    column_ids: list[int]
+    poster_tokens: list[str] = field(default_factory=list)
+    since: int | None = None
+    target: int = 0  # reading subscribers connected when posting started
 
 
 @dataclass
@@ -261,9 +495,9 @@ class Bench:
     errors: Counter[str] = field(default_factory=Counter)
     by_id: dict[int, Post] = field(default_factory=dict)
     by_text: dict[str, Post] = field(default_factory=dict)
-    sockets: dict[int, ClientConnection] = field(default_factory=dict)
-    listeners: list[asyncio.Task[None]] = field(default_factory=list)
-    target: int = 0  # subscribers that must see each post
+    sockets: dict[int, RawSocket] = field(default_factory=dict)
+    stalled_sockets: dict[int, RawSocket] = field(default_factory=dict)
+    targets: list[int] = field(default_factory=list)  # per board: who must see each post
     deliveries: int = 0
     duplicates: int = 0
     foreign: int = 0
@@ -274,8 +508,28 @@ class Bench:
     all_delivered: asyncio.Event = field(default_factory=asyncio.Event)
     pending: set[int] = field(default_factory=set)  # acked posts not yet seen by everyone
 
+    @property
+    def target(self) -> int:
+        return sum(self.targets)
+
     def url(self, path: str) -> str:
         return f"{self.cfg.url.rstrip('/')}{API}{path}"
+
+    def ws_url(self, code: str, since: int | None) -> str:
+        uri = ws_events_url(self.cfg.url, code, since)
+        if self.cfg.batch:
+            uri += ("&" if "?" in uri else "?") + "batch=1"
+        return uri
+
+    def board_of(self, idx: int) -> int:
+        """Subscribers are numbered board after board."""
+        return idx // max(1, self.cfg.subscribers)
+
+    def is_stalled(self, idx: int) -> bool:
+        """The last round(subscribers × stalled) subscribers of each board stop reading."""
+        per_board = self.cfg.subscribers
+        stalled = round(per_board * self.cfg.stalled)
+        return stalled > 0 and idx % per_board >= per_board - stalled
 
     async def _json(
         self,
@@ -307,83 +561,114 @@ class Bench:
             ) from exc
 
     async def _join(self, client: httpx.AsyncClient, code: str, name: str) -> str | None:
+        del client  # a connection per join, as each phone has (raw_post_json)
         try:
-            resp = await client.post(self.url(f"/boards/{code}/participants"), json={"name": name})
-        except httpx.HTTPError as exc:
+            status, body = await raw_post_json(
+                self.url(f"/boards/{code}/participants"), {"name": name}, HTTP_TIMEOUT)
+        except Exception as exc:  # every failure is counted by kind
             self.errors[f"join:{exception_kind(exc)}"] += 1
             return None
-        if not resp.is_success:
-            self.errors[f"join:{error_code(resp.status_code, _json_or_none(resp))}"] += 1
+        if not 200 <= status < 300:
+            self.errors[f"join:{error_code(status, body)}"] += 1
             return None
         try:
-            token = resp.json()["token"]
-        except (ValueError, KeyError, TypeError):
+            token = body["token"]
+        except (KeyError, TypeError):
             self.errors["join:bad_response"] += 1
             return None
         return str(token)
 
-    async def _open(self, idx: int, uri: str, token: str, latencies: list[float]) -> None:
-        t0 = time.perf_counter()
+    async def _connect(self, idx: int, uri: str, token: str) -> RawSocket | None:
+        frame = functools.partial(self._frame, idx)
         try:
-            ws = await connect(
-                uri,
-                additional_headers={"Authorization": f"Bearer {token}"},
-                compression=None,
-                max_size=WS_MAX_SIZE,
-                open_timeout=WS_OPEN_TIMEOUT,
-                close_timeout=WS_CLOSE_TIMEOUT,
-                ping_interval=None,
-                proxy=None,
-            )
+            return await raw_connect(uri, token, WS_OPEN_TIMEOUT,
+                                     None if self.is_stalled(idx) else frame)
         except Exception as exc:  # every failure is counted by kind
             self.errors[f"connect:{exception_kind(exc)}"] += 1
+            return None
+
+    def _keep(self, idx: int, ws: RawSocket) -> None:
+        if self.is_stalled(idx):
+            # It stops reading: the server's frames pile up in the kernel, then in the server.
+            ws.pause()
+            self.stalled_sockets[idx] = ws
+            return
+        self.sockets[idx] = ws
+        ws.on_lost = functools.partial(self._lost, idx)
+        if ws.closed.done():
+            self._lost(idx, ws)
+
+    async def _open(self, idx: int, uri: str, token: str, latencies: list[float]) -> None:
+        t0 = time.perf_counter()
+        ws = await self._connect(idx, uri, token)
+        if ws is None:
             return
         latencies.append(time.perf_counter() - t0)
-        self.sockets[idx] = ws
-        self.listeners.append(asyncio.create_task(self._listen(idx, ws)))
+        self._keep(idx, ws)
 
-    async def _listen(self, idx: int, ws: ClientConnection) -> None:
-        # Hot loop: 1,000 of these run at once; keep the per-frame work small.
-        by_id, by_text, loads, clock = self.by_id, self.by_text, json.loads, time.perf_counter
+    async def _arrive(self, client: httpx.AsyncClient, idx: int, board: BenchBoard,
+                      latencies: list[float]) -> None:
+        """One participant arriving: HTTP join, socket, and the first frame (the snapshot)."""
+        t0 = time.perf_counter()
+        token = await self._join(client, board.code, f"sub-{idx}")
+        if token is None:
+            return
+        ws = await self._connect(idx, self.ws_url(board.code, None), token)
+        if ws is None:
+            return
         try:
-            async for raw in ws:
-                if not isinstance(raw, str) or "card.posted" not in raw:
-                    continue  # presence, snapshot and other events
-                now = clock()
-                try:
-                    frame = loads(raw)
-                except ValueError:
-                    self.errors["ws:bad_json"] += 1
-                    continue
-                if not isinstance(frame, dict) or frame.get("type") != "card.posted":
-                    continue
-                data = frame.get("data")
-                if not isinstance(data, dict):
-                    self.errors["ws:bad_frame"] += 1
-                    continue
-                post = by_id.get(data.get("id", -1)) or by_text.get(data.get("text", ""))
-                if post is None:
-                    self.foreign += 1
-                    continue
-                if post.seen[idx]:
-                    self.duplicates += 1
-                    continue
-                post.seen[idx] = 1
-                post.received += 1
-                self.deliveries += 1
-                self.last_delivery = now
-                if post.received == self.target:
-                    post.t_last = now
-                    self._delivered(post)
-        except ConnectionClosed:
-            pass
+            first = await asyncio.wait_for(asyncio.shield(ws.first), WS_OPEN_TIMEOUT)
         except Exception as exc:
-            self.errors[f"ws:{exception_kind(exc)}"] += 1
-        if not self.closing:
-            self.dropped += 1
-            code = ws.close_code
-            self.errors[f"ws_closed:{'abnormal' if code is None else code}"] += 1
-            self.sockets.pop(idx, None)
+            self.errors[f"snapshot:{exception_kind(exc)}"] += 1
+            ws.abort()
+            return
+        if '"snapshot"' not in first[:200]:
+            self.errors["snapshot:not_first"] += 1
+        latencies.append(time.perf_counter() - t0)
+        self._keep(idx, ws)
+
+    def _frame(self, idx: int, raw: str) -> None:
+        # Hot path: called for every frame of every subscriber; keep the work small.
+        if "card.posted" not in raw:
+            return  # presence, snapshot and other events
+        now = time.perf_counter()
+        try:
+            parsed = json.loads(raw)
+        except ValueError:
+            self.errors["ws:bad_json"] += 1
+            return
+        # ?batch=1: a JSON array of frames when several were waiting.
+        frames = parsed if isinstance(parsed, list) else (parsed,)
+        by_id, by_text, targets = self.by_id, self.by_text, self.targets
+        for frame in frames:
+            if not isinstance(frame, dict) or frame.get("type") != "card.posted":
+                continue
+            data = frame.get("data")
+            if not isinstance(data, dict):
+                self.errors["ws:bad_frame"] += 1
+                continue
+            post = by_id.get(data.get("id", -1)) or by_text.get(data.get("text", ""))
+            if post is None:
+                self.foreign += 1
+                continue
+            if post.seen[idx]:
+                self.duplicates += 1
+                continue
+            post.seen[idx] = 1
+            post.received += 1
+            self.deliveries += 1
+            self.last_delivery = now
+            if post.received == targets[post.board]:
+                post.t_last = now
+                self._delivered(post)
+
+    def _lost(self, idx: int, ws: RawSocket) -> None:
+        if self.closing:
+            return
+        self.dropped += 1
+        code = ws.close_code
+        self.errors[f"ws_closed:{'abnormal' if code is None else code}"] += 1
+        self.sockets.pop(idx, None)
 
     def _delivered(self, post: Post) -> None:
         self.pending.discard(post.index)
@@ -391,14 +676,18 @@ class Bench:
             self.all_delivered.set()
 
     async def _post(
-        self, client: httpx.AsyncClient, code: str, post: Post, token: str, column_id: int
+        self, client: httpx.AsyncClient, code: str, post: Post, token: str, column_id: int,
+        slots: asyncio.Semaphore,
     ) -> None:
         payload = {"column_id": column_id, "text": post.text, "client_id": post.client_id}
         headers = {"Authorization": f"Bearer {token}"}
         url = self.url(f"/boards/{code}/cards")
-        post.t_send = time.perf_counter()
+        post.t_send = time.perf_counter()  # latency counts the wait for a free connection
         try:
-            resp = await client.post(url, json=payload, headers=headers)
+            # Never more requests than pooled connections: httpx's pool slows down badly
+            # with thousands of waiters, and the bench would measure itself.
+            async with slots:
+                resp = await client.post(url, json=payload, headers=headers)
         except httpx.HTTPError as exc:
             post.error = f"post:{exception_kind(exc)}"
             return
@@ -414,123 +703,177 @@ class Bench:
         post.t_ack = t_ack
         post.card_id = card_id
         self.by_id[card_id] = post
-        if post.t_last is None and self.target > 0:
+        if post.t_last is None and self.targets[post.board] > 0:
             self.pending.add(post.index)
+
+    async def _create_board(self, client: httpx.AsyncClient, index: int) -> BenchBoard:
+        board = await self._json(
+            client,
+            "POST",
+            "/boards",
+            "creating the bench board",
+            payload={"title": f"{BOARD_TITLE} {index + 1}" if index else BOARD_TITLE,
+                     "columns": BOARD_COLUMNS},
+        )
+        try:
+            code = str(board["join_code"])
+            column_ids = [int(c["id"]) for c in board["columns"]]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise click.ClickException(f"creating the bench board: odd answer {board!r}") from exc
+        if not column_ids:
+            raise click.ClickException("creating the bench board: it has no columns")
+        return BenchBoard(index=index, code=code, column_ids=column_ids)
 
     async def run(self) -> dict[str, Any]:
         cfg = self.cfg
-        limits = httpx.Limits(max_connections=HTTP_MAX_CONNECTIONS)
+        limits = httpx.Limits(max_connections=max(HTTP_MAX_CONNECTIONS, cfg.concurrency))
         async with httpx.AsyncClient(
             limits=limits, timeout=HTTP_TIMEOUT, trust_env=False
         ) as client:
             health = await self._json(client, "GET", "/health", "health check")
             if not isinstance(health, dict) or health.get("status") != "ok":
                 raise click.ClickException(f"health check: unexpected answer {health!r}")
-            board = await self._json(
-                client,
-                "POST",
-                "/boards",
-                "creating the bench board",
-                payload={"title": BOARD_TITLE, "columns": BOARD_COLUMNS},
-            )
-            try:
-                code = str(board["join_code"])
-                column_ids = [int(c["id"]) for c in board["columns"]]
-            except (KeyError, TypeError, ValueError) as exc:
-                raise click.ClickException(
-                    f"creating the bench board: odd answer {board!r}"
-                ) from exc
-            if not column_ids:
-                raise click.ClickException("creating the bench board: it has no columns")
-
-            _progress(f"board {code}: {cfg.subscribers} subscribers + {cfg.posters} posters join")
+            boards = [await self._create_board(client, i) for i in range(cfg.boards)]
+            self.targets = [0] * len(boards)
+            total = cfg.subscribers * len(boards)
+            codes = " ".join(b.code for b in boards)
+            who = f"{cfg.posters} posters" if cfg.ramp else (
+                f"{cfg.subscribers} subscribers + {cfg.posters} posters")
+            _progress(f"board(s) {codes}: {who} join (each board)")
             t0 = time.perf_counter()
-            names = [f"sub-{i}" for i in range(cfg.subscribers)]
-            names += [f"poster-{i}" for i in range(cfg.posters)]
+            sub_names = [] if cfg.ramp else [
+                (b, f"sub-{i}") for b in boards for i in range(cfg.subscribers)]
+            poster_names = [(b, f"poster-{i}") for b in boards for i in range(cfg.posters)]
             tokens = await _bounded(
-                CONNECT_CONCURRENCY, [self._join(client, code, name) for name in names]
+                cfg.concurrency,
+                [self._join(client, b.code, name) for b, name in sub_names + poster_names],
             )
             join_s = time.perf_counter() - t0
-            sub_tokens = tokens[: cfg.subscribers]
-            poster_tokens = [t for t in tokens[cfg.subscribers :] if t]
-            if not poster_tokens:
+            sub_tokens = tokens[: len(sub_names)]
+            for (b, _name), token in zip(poster_names, tokens[len(sub_names):], strict=True):
+                if token:
+                    b.poster_tokens.append(token)
+            if not all(b.poster_tokens for b in boards):
                 raise click.ClickException(
-                    f"no poster could join the board (errors: {dict(self.errors)})"
+                    f"no poster could join a board (errors: {dict(self.errors)})"
                 )
 
-            since: int | None = None
-            with contextlib.suppress(click.ClickException):
-                state = await self._json(client, "GET", f"/boards/{code}", "reading board seq")
-                if isinstance(state, dict) and isinstance(state.get("seq"), int):
-                    since = state["seq"]
-            if since is None:
-                _progress("could not read the board's seq; subscribing without ?since=")
-            uri = ws_events_url(cfg.url, code, since)
+            for b in boards:
+                with contextlib.suppress(click.ClickException):
+                    state = await self._json(client, "GET", f"/boards/{b.code}",
+                                             "reading board seq")
+                    if isinstance(state, dict) and isinstance(state.get("seq"), int):
+                        b.since = state["seq"]
+                if b.since is None and not cfg.ramp:
+                    _progress("could not read the board's seq; subscribing without ?since=")
 
-            n_open = sum(1 for t in sub_tokens if t)
-            _progress(f"opening {n_open} websockets ({CONNECT_CONCURRENCY} at a time)")
+            rss_before = _rss_kb(cfg.server_pid)
             connect_latencies: list[float] = []
+            ramp_latencies: list[float] = []
             t0 = time.perf_counter()
-            await _bounded(
-                CONNECT_CONCURRENCY,
-                [
-                    self._open(i, uri, token, connect_latencies)
-                    for i, token in enumerate(sub_tokens)
-                    if token
-                ],
-            )
+            if cfg.ramp:
+                _progress(f"{total} participants arrive: join + websocket + snapshot "
+                          f"({cfg.concurrency} at a time)")
+                await _bounded(
+                    cfg.concurrency,
+                    [self._arrive(client, i, boards[self.board_of(i)], ramp_latencies)
+                     for i in range(total)],
+                )
+            else:
+                n_open = sum(1 for t in sub_tokens if t)
+                _progress(f"opening {n_open} websockets ({cfg.concurrency} at a time)")
+                await _bounded(
+                    cfg.concurrency,
+                    [
+                        self._open(i, self.ws_url(boards[self.board_of(i)].code,
+                                                  boards[self.board_of(i)].since),
+                                   token, connect_latencies)
+                        for i, token in enumerate(sub_tokens)
+                        if token
+                    ],
+                )
             connect_s = time.perf_counter() - t0
             try:
                 await asyncio.sleep(SETTLE_DELAY)
-                self.target = len(self.sockets)
+                rss_after = _rss_kb(cfg.server_pid)
+                for idx in self.sockets:
+                    self.targets[self.board_of(idx)] += 1
+                for b in boards:
+                    b.target = self.targets[b.index]
                 target_at_start = self.target
                 _progress(
-                    f"{self.target}/{cfg.subscribers} subscribers connected in {connect_s:.2f} s;"
-                    f" posting {cfg.rate:g}/s for {cfg.duration:g} s"
+                    f"{target_at_start + len(self.stalled_sockets)}/{total} subscribers "
+                    f"connected in {connect_s:.2f} s ({len(self.stalled_sockets)} stalled);"
+                    f" posting {cfg.rate:g}/s per board for {cfg.duration:g} s"
                 )
                 # Setup garbage (1,000 sockets) out of the collector's way: a full collection
                 # here would show up as latency that the server never caused.
                 gc.collect()
                 gc.freeze()
-                posts, post_s, cpu = await self._post_phase(client, code, poster_tokens, column_ids)
+                posts, post_s, cpu = await self._post_phase(client, boards)
                 _progress("draining")
                 await self._drain()
+                rss_end = _rss_kb(cfg.server_pid)
             finally:
                 gc.unfreeze()
                 await self._close_all()
 
-        return self._result(
+        result = self._result(
             posts=posts,
             post_s=post_s,
             join_s=join_s,
             connect_s=connect_s,
-            connect_latencies=connect_latencies,
+            connect_latencies=connect_latencies or ramp_latencies,
             target=target_at_start,
             cpu=cpu,
         )
+        connections = target_at_start + len(self.stalled_sockets)
+        result["ramp"] = {
+            "participants": len(ramp_latencies),
+            "requested": total,
+            "s": round(connect_s, 3),
+            "per_participant_ms": summarize(ramp_latencies, 1000),
+            "concurrency": cfg.concurrency,
+        } if cfg.ramp else None
+        result["server_memory"] = {
+            "rss_before_kb": rss_before,
+            "rss_connected_kb": rss_after,
+            "rss_end_kb": rss_end,
+            "connections": connections,
+            "per_connection_kb": round((rss_after - rss_before) / connections, 2)
+            if connections and rss_after is not None and rss_before is not None else None,
+        } if rss_before is not None else None
+        result["boards"] = [
+            {"code": b.code, "subscribers": b.target, "posters": len(b.poster_tokens)}
+            for b in boards
+        ]
+        return result
 
     async def _post_phase(
-        self,
-        client: httpx.AsyncClient,
-        code: str,
-        poster_tokens: list[str],
-        column_ids: list[int],
+        self, client: httpx.AsyncClient, boards: list[BenchBoard]
     ) -> tuple[list[Post], float, dict[str, Any]]:
         cfg = self.cfg
         run_id = uuid.uuid4().hex[:8]
+        total = cfg.subscribers * len(boards)
+        schedule = sorted(
+            (offset, b.index) for b in boards for offset in post_offsets(cfg.rate, cfg.duration)
+        )
         posts = [
             Post(
                 index=i,
                 text=f"bench {run_id} {i} {uuid.uuid4()}",
                 client_id=str(uuid.uuid4()),
                 offset=offset,
-                seen=bytearray(cfg.subscribers),
+                seen=bytearray(total),
+                board=board,
             )
-            for i, offset in enumerate(post_offsets(cfg.rate, cfg.duration))
+            for i, (offset, board) in enumerate(schedule)
         ]
         for post in posts:
             self.by_text[post.text] = post
         tasks: list[asyncio.Task[None]] = []
+        per_board: Counter[int] = Counter()
+        slots = asyncio.Semaphore(max(HTTP_MAX_CONNECTIONS, cfg.concurrency))
         cpu0 = _cpu_sample(cfg.server_pid)
         start = time.perf_counter()
         self.first_send = start
@@ -540,9 +883,13 @@ class Bench:
             if delay > 0:
                 await asyncio.sleep(delay)
             post.lag = max(0.0, time.perf_counter() - due)
-            token = poster_tokens[post.index % len(poster_tokens)]
-            column_id = column_ids[post.index % len(column_ids)]
-            tasks.append(asyncio.create_task(self._post(client, code, post, token, column_id)))
+            b = boards[post.board]
+            nth = per_board[b.index]
+            per_board[b.index] += 1
+            token = b.poster_tokens[nth % len(b.poster_tokens)]
+            column_id = b.column_ids[nth % len(b.column_ids)]
+            tasks.append(asyncio.create_task(
+                self._post(client, b.code, post, token, column_id, slots)))
         if tasks:
             _done, not_done = await asyncio.wait(tasks, timeout=HTTP_TIMEOUT * 3)
             for task in not_done:
@@ -563,21 +910,19 @@ class Bench:
 
     async def _close_all(self) -> None:
         self.closing = True
+        for ws in self.stalled_sockets.values():  # a socket that does not read cannot close
+            ws.abort()
         sockets = list(self.sockets.values())
         if sockets:
             _progress(f"closing {len(sockets)} websockets")
 
-        async def close(ws: ClientConnection) -> None:
+        async def close(ws: RawSocket) -> None:
             try:
-                await asyncio.wait_for(ws.close(), WS_CLOSE_TIMEOUT + 1)
+                await ws.close(WS_CLOSE_TIMEOUT)
             except Exception as exc:
                 self.errors[f"close:{exception_kind(exc)}"] += 1
 
         await _bounded(CLOSE_CONCURRENCY, [close(ws) for ws in sockets])
-        for task in self.listeners:
-            task.cancel()
-        if self.listeners:
-            await asyncio.wait(self.listeners, timeout=WS_CLOSE_TIMEOUT)
 
     def _result(
         self,
@@ -603,7 +948,8 @@ class Bench:
             if first is not None and last_ack is not None
             else None
         )
-        undelivered = [p for p in acked if p.t_last is None] if target else []
+        targets = self.targets
+        undelivered = [p for p in acked if p.t_last is None and targets[p.board]]
         span = (
             max(self.last_delivery - first, cfg.duration)
             if first is not None and self.last_delivery is not None
@@ -617,11 +963,17 @@ class Bench:
                 "duration": cfg.duration,
                 "event_loop": cfg.event_loop,
                 "nofile_limit": cfg.nofile_limit,
+                "boards": cfg.boards,
+                "stalled": cfg.stalled,
+                "ramp": cfg.ramp,
+                "batch": cfg.batch,
+                "concurrency": cfg.concurrency,
             },
             "server": {"url": cfg.url, "started": cfg.started_server},
             "subscribers": {
-                "requested": cfg.subscribers,
+                "requested": cfg.subscribers * cfg.boards,
                 "connected": target,
+                "stalled": len(self.stalled_sockets),
                 "join_s": round(join_s, 3),
                 "connect_s": round(connect_s, 3),
                 "connect_ms": summarize(connect_latencies, 1000),
@@ -648,13 +1000,13 @@ class Bench:
                 1000,
             ),
             "delivery": {
-                "expected": len(acked) * target,
+                "expected": sum(targets[p.board] for p in acked),
                 "deliveries": self.deliveries,
                 "span_s": round(span, 3),
                 "deliveries_per_s": round(self.deliveries / span, 1) if span > 0 else None,
                 "undelivered_posts": len(undelivered),
                 "undelivered_sample": [
-                    f"card {p.card_id}: {p.received}/{target}" for p in undelivered[:5]
+                    f"card {p.card_id}: {p.received}/{targets[p.board]}" for p in undelivered[:5]
                 ],
                 "duplicates": self.duplicates,
                 "foreign_frames": self.foreign,
@@ -692,6 +1044,19 @@ class CpuSample:
     server: float | None  # of the server we started (from /proc)
     machine_busy: int | None  # jiffies of all cores (from /proc/stat): others' load skews us
     machine_total: int | None
+
+
+def _rss_kb(pid: int | None) -> int | None:
+    """Resident memory of a process in KiB (VmRSS in /proc/<pid>/status), if we can read it."""
+    if pid is None:
+        return None
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 def _cpu_sample(server_pid: int | None) -> CpuSample:
@@ -815,7 +1180,9 @@ class Server:
                     )
                 try:
                     resp = client.get(f"{self.url}{API}/health")
-                    if resp.status_code == 200 and _json_or_none(resp) == {"status": "ok"}:
+                    health = _json_or_none(resp)
+                    if resp.status_code == 200 and isinstance(health, dict) and (
+                            health.get("status") == "ok"):
                         return
                     last = f"{resp.status_code} {resp.text[:200]!r}"
                 except httpx.HTTPError as exc:
@@ -902,15 +1269,49 @@ def run_bench(cfg: Config) -> dict[str, Any]:
     show_default=True,
     help="Seconds of posting.",
 )
+@click.option(
+    "--boards",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Boards at once; --subscribers, --posters and --rate are per board.",
+)
+@click.option(
+    "--stalled",
+    type=click.FloatRange(min=0, max=1),
+    default=0.0,
+    show_default=True,
+    help="Fraction of each board's subscribers that stop reading once connected (0.025).",
+)
+@click.option(
+    "--ramp",
+    is_flag=True,
+    help="Subscribers arrive as participants do (HTTP join, websocket, first snapshot) and "
+    "the time for all of them is reported.",
+)
+@click.option(
+    "--batch",
+    is_flag=True,
+    help="Subscribe with ?batch=1: several waiting frames come as one JSON array.",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=CONNECT_CONCURRENCY,
+    show_default=True,
+    help="Participants joining / sockets opening at the same time.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead.")
 def bench(
-    url: str | None, subscribers: int, posters: int, rate: float, duration: float, as_json: bool
+    url: str | None, subscribers: int, posters: int, rate: float, duration: float,
+    boards: int, stalled: float, ramp: bool, batch: bool, concurrency: int, as_json: bool
 ) -> None:
-    """Load-test a board: N websocket subscribers, M posters at a fixed rate."""
+    """Load-test boards: N websocket subscribers, M posters at a fixed rate (per board)."""
     nofile = raise_nofile_limit()
-    needed = subscribers + posters + HTTP_MAX_CONNECTIONS + 64
+    clients = (subscribers + posters) * boards
+    needed = clients + max(HTTP_MAX_CONNECTIONS, concurrency) + 64
     if url is None:
-        needed += subscribers + posters + HTTP_MAX_CONNECTIONS  # the server's side, same limit
+        needed += clients + max(HTTP_MAX_CONNECTIONS, concurrency)  # the server's side
     if nofile < needed:
         _progress(f"warning: RLIMIT_NOFILE is {nofile}, about {needed} sockets may be needed")
     if url is not None and not url.startswith(("http://", "https://")):
@@ -922,6 +1323,11 @@ def bench(
         rate=rate,
         duration=duration,
         nofile_limit=nofile,
+        boards=boards,
+        stalled=stalled,
+        ramp=ramp,
+        batch=batch,
+        concurrency=concurrency,
     )
     if url is not None:
         result = run_bench(cfg)

@@ -365,11 +365,10 @@ class Commands:
         clean = domain.clean_line(name, field="name", limit=self.settings.max_name_length)
         token = new_secret()
         assert board.id is not None
-        async with self.store.write() as session:
-            participant = Participant(
-                board_id=board.id, name=None if board.anonymous else (clean or None),
-                token_hash=hash_secret(token))
-            session.add(participant)
+        participant = Participant(
+            board_id=board.id, name=None if board.anonymous else (clean or None),
+            token_hash=hash_secret(token))
+        await self.store.add_durably(participant)  # group commit with the others joining now
         return participant, token
 
     # --- cards ------------------------------------------------------------------------

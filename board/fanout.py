@@ -3,6 +3,8 @@
 One ``Feed`` per board that has sockets here. It is the only hub subscriber for that board,
 puts events in seq order (filling gaps from the event log, dropping repeats), renders each
 event once per audience present, and offers the same bytes to every socket of that audience.
+On a busy board the rendered frames are handed over at most every ``BATCH_WINDOW`` seconds,
+several at a time, so each socket wakes (and, for pages, sends) once for several events.
 A socket whose queue is full is flagged and cut off by its own handler; it never slows others.
 """
 
@@ -12,8 +14,8 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from collections import Counter
-from collections.abc import AsyncIterator
+from collections import Counter, deque
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from board.commands import settings_dict
@@ -25,11 +27,102 @@ from board.tables import Board
 
 log = logging.getLogger("board.fanout")
 
-Frame = tuple[int | None, str]
+# Seconds between two hand-overs of a board's events to its sockets. A board with less than
+# one event per window (10 posts/s is one per 100 ms) sees no delay; a plenary burst gets
+# several events per socket wake-up (and per message, for pages), so the per-socket cost —
+# the bulk of the work with thousands of sockets — stops growing with the event rate.
+BATCH_WINDOW = 0.05
+HANDOVER_CHUNK = 100  # sockets offered frames per turn of the event loop
+CROWD = 1000  # sockets beyond which the window grows in proportion (2,000: 100 ms)
+
+class Frame:
+    """One rendered frame: its seq (None: ephemeral), its text, and for page views the JSON
+    string body of its "content" (already escaped), so that several frames can be joined
+    into one message without parsing or escaping them again."""
+
+    __slots__ = ("seq", "text", "content")
+
+    def __init__(self, seq: int | None, text: str, content: str | None = None) -> None:
+        self.seq = seq
+        self.text = text
+        self.content = content
+
+
+CONTENT_KEY = '"content":"'
+
+
+def html_frame(seq: int | None, text: str) -> Frame:
+    """A page view's frame, with the escaped body of its content (see ``batch_text``)."""
+    start = text.find(CONTENT_KEY)
+    if start < 0 or not text.endswith('"}'):
+        return Frame(seq, text)
+    return Frame(seq, text, text[start + len(CONTENT_KEY):-2])
+
+
+def batch_text(frames: list[Frame], *, html: bool) -> str:
+    """Several frames as one message. Pages: one frame whose content is the contents one after
+    the other (OOB partials swap in the same order), "seq" the last seq among them and "from"
+    the first (they are consecutive); API clients that asked (?batch=1): a JSON array."""
+    if not html:
+        return "[" + ",".join(f.text for f in frames) + "]"
+    seqs = [f.seq for f in frames if f.seq is not None]
+    body = "".join(f.content or "" for f in frames)
+    if not seqs:  # presence only
+        return f'{{"seq":null,"type":"batch","from":null,"content":"{body}"}}'
+    return f'{{"seq":{seqs[-1]},"type":"batch","from":{seqs[0]},"content":"{body}"}}'
+
+
+def ws_text_frame(text: str) -> bytes:
+    """One unfragmented, unmasked websocket text frame (RFC 6455 §5.2), as a server sends it."""
+    payload = text.encode()
+    size = len(payload)
+    if size < 126:
+        head = bytes((0x81, size))
+    elif size < 65536:
+        head = bytes((0x81, 126)) + size.to_bytes(2, "big")
+    else:
+        head = bytes((0x81, 127)) + size.to_bytes(8, "big")
+    return head + payload
+
+
+class Wire:
+    """Frames handed over together to the sockets of one audience, encoded once for all of
+    them: as one websocket message each, or as one batched message."""
+
+    __slots__ = ("frames", "html", "_each", "_batched")
+
+    def __init__(self, frames: list[Frame], *, html: bool) -> None:
+        self.frames = frames
+        self.html = html
+        self._each: bytes | None = None
+        self._batched: bytes | None = None
+
+    def data(self, batch: bool) -> bytes:
+        if batch and len(self.frames) > 1:
+            if self._batched is None:
+                self._batched = ws_text_frame(batch_text(self.frames, html=self.html))
+            return self._batched
+        if self._each is None:
+            self._each = b"".join(ws_text_frame(f.text) for f in self.frames)
+        return self._each
+
+
+# Writes a socket's bytes straight to its transport; False when it cannot right now (the peer
+# is not reading fast enough, or the socket is closing): the frames then wait in the queue.
+DirectWrite = Callable[[bytes], bool]
 
 
 class Client:
-    """One socket's side of the fan-out: a bounded queue and the last seq it was sent."""
+    """One socket's side of the fan-out: a bounded queue and the last seq it was sent.
+
+    While the socket keeps up, frames handed over by the feed go straight to its transport
+    (``direct``, the same bytes for the whole audience, no task wakes up). Otherwise they wait
+    in ``pending`` and ``wake`` asks the socket's handler to send them (a writer task that
+    exists only while there is a backlog). A full queue or a cut-off (``cut``) ends the socket.
+    """
+
+    __slots__ = ("key", "audience", "participant_id", "pending", "queue_size", "last_seq",
+                 "overflowed", "batch", "direct", "wake", "writing")
 
     _keys = itertools.count(1)
 
@@ -37,27 +130,57 @@ class Client:
         self.key = f"socket-{next(Client._keys)}"  # unique for the process's lifetime
         self.audience = audience
         self.participant_id = participant_id
-        self.queue: asyncio.Queue[Frame] = asyncio.Queue(maxsize=queue_size)
+        self.pending: deque[Frame] = deque()
+        self.queue_size = queue_size
         self.last_seq = 0
-        self.overflowed = asyncio.Event()
+        self.overflowed = False
+        self.batch = audience.html  # several frames as one message (API clients: ?batch=1)
+        self.direct: DirectWrite | None = None  # set by the socket once its replay is sent
+        self.wake: Callable[[], None] | None = None  # set by the socket while it is live
+        self.writing = False  # its writer is sending the backlog
 
-    def offer(self, seq: int | None, text: str) -> None:
-        if self.overflowed.is_set():
+    def offer(self, frame: Frame) -> None:
+        self.offer_many([frame], None)
+
+    def offer_many(self, frames: list[Frame], wire: Wire | None) -> None:
+        if self.overflowed:
             return
-        try:
-            self.queue.put_nowait((seq, text))
-        except asyncio.QueueFull:
-            self.overflowed.set()
+        direct = self.direct
+        if direct is not None and not self.pending and not self.writing:
+            last = self.last_seq
+            fresh = all(f.seq is None or f.seq > last for f in frames)
+            if fresh and direct(wire.data(self.batch) if wire is not None else
+                                Wire(frames, html=self.audience.html).data(self.batch)):
+                seqs = [f.seq for f in frames if f.seq is not None]
+                if seqs:
+                    self.last_seq = seqs[-1]
+                return
+        if len(self.pending) + len(frames) > self.queue_size:
+            self.cut()
+            return
+        self.pending.extend(frames)
+        if self.wake is not None and not self.writing:
+            self.wake()
 
-    async def frames(self) -> AsyncIterator[str]:
-        """Queued frames in order, skipping any the replay already sent."""
-        while True:
-            seq, text = await self.queue.get()
-            if seq is not None:
-                if seq <= self.last_seq:
+    def cut(self) -> None:
+        """Too slow, or the board's feed is gone: the socket closes (1013) and resyncs."""
+        self.overflowed = True
+        self.pending.clear()
+        if self.wake is not None:
+            self.wake()
+
+    def take(self) -> list[Frame]:
+        """What is waiting, in order, minus what the replay already sent."""
+        frames: list[Frame] = []
+        pending = self.pending
+        while pending:
+            frame = pending.popleft()
+            if frame.seq is not None:
+                if frame.seq <= self.last_seq:
                     continue
-                self.last_seq = seq
-            yield text
+                self.last_seq = frame.seq
+            frames.append(frame)
+        return frames
 
 
 class Feed:
@@ -70,6 +193,15 @@ class Feed:
         self.settings: dict[str, Any] = {}
         self.present: Counter[int] = Counter()
         self.presence_dirty = asyncio.Event()
+        # The last snapshot built for each audience that shares one: (seq, text, built at).
+        self.snapshots: dict[Audience, tuple[int, str, float]] = {}
+        # Frames rendered but not yet handed to the sockets (see _broadcast), per audience.
+        self.outbox: dict[Audience, list[Frame]] = {}
+        self.flush_at: asyncio.TimerHandle | None = None
+        self.flushed = 0.0  # loop time of the last hand-over
+        # Flushed frames still being offered, a chunk of sockets at a time (_hand_over).
+        self.handover: deque[tuple[list[Frame], Wire, list[Client], int]] = deque()
+        self.handing: asyncio.Handle | None = None
         self.ready = asyncio.Event()
         self.failed: BaseException | None = None
         self.task = asyncio.create_task(self._run(), name=f"feed-{board_id}")
@@ -124,7 +256,7 @@ class Feed:
             self.ready.set()
             for group in self.clients.values():
                 for client in group:
-                    client.overflowed.set()
+                    client.cut()
 
     async def deliver(self, event: Event) -> None:
         if event.type == RESYNC:  # the hub reconnected: what it missed meanwhile is in the log
@@ -132,8 +264,8 @@ class Feed:
             return
         if event.type == "board.deleted":  # every socket closes; a reconnect meets a 404
             for group in self.clients.values():
-                for client in group:
-                    client.overflowed.set()
+                for client in list(group):
+                    client.cut()
             return
         if event.seq is None or event.seq <= self.last_seq:
             return  # ephemeral from elsewhere, or already delivered
@@ -157,10 +289,58 @@ class Feed:
         self.last_seq = event.seq
         if event.type in SETTINGS_EVENTS:  # its data is the settings (plus its own fields)
             self.settings = {k: event.data[k] for k in self.settings if k in event.data}
-        for audience, group in self.clients.items():
-            text = self.fanout.renderer.frame(event, audience, self.join_code, self.settings)
-            for client in group:
-                client.offer(event.seq, text)
+        fanout = self.fanout
+        for audience in self.clients:
+            frame = fanout.frame(event.seq, audience, fanout.renderer.frame(
+                event, audience, self.join_code, self.settings))
+            self.outbox.setdefault(audience, []).append(frame)
+        self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        """Hand the outbox to the sockets now, or, on a busy board (the last hand-over less
+        than ``batch_window`` ago), at most that long after the last one: each socket then
+        wakes once for several events, and pages get them in one message."""
+        if self.flush_at is not None:
+            return  # already due
+        loop = asyncio.get_running_loop()
+        sockets = sum(len(group) for group in self.clients.values())
+        # Each hand-over costs a write per socket: a crowded board waits longer between two.
+        due = self.flushed + self.fanout.batch_window * max(1.0, sockets / CROWD)
+        if loop.time() >= due:
+            self._flush()
+        else:
+            self.flush_at = loop.call_at(due, self._flush)
+
+    def _flush(self) -> None:
+        self.flush_at = None
+        self.flushed = asyncio.get_running_loop().time()
+        outbox, self.outbox = self.outbox, {}
+        for audience, frames in outbox.items():
+            # A socket of an audience that appeared since these were rendered has them from
+            # its replay (it read the board's seq after it was added); none is missing.
+            clients = list(self.clients.get(audience, ()))
+            if clients:
+                self.handover.append((frames, Wire(frames, html=audience.html), clients, 0))
+        if self.handing is None:
+            self._hand_over()
+
+    def _hand_over(self) -> None:
+        """Offer the flushed frames, ``HANDOVER_CHUNK`` sockets per turn of the event loop, so
+        that thousands of sockets do not hold up everything else (each database call of a post
+        waits for a turn of the loop) while staying in order from one flush to the next."""
+        budget = HANDOVER_CHUNK
+        handover = self.handover
+        while handover and budget > 0:
+            frames, wire, clients, start = handover[0]
+            end = min(len(clients), start + budget)
+            for client in clients[start:end]:
+                client.offer_many(frames, wire)
+            budget -= end - start
+            if end == len(clients):
+                handover.popleft()
+            else:
+                handover[0] = (frames, wire, clients, end)
+        self.handing = asyncio.get_running_loop().call_soon(self._hand_over) if handover else None
 
     async def _presence(self) -> None:
         interval = self.fanout.presence_interval
@@ -169,12 +349,19 @@ class Feed:
             self.presence_dirty.clear()
             count = self.participants
             for audience, group in self.clients.items():
-                text = self.fanout.renderer.presence_frame(count, audience)
-                for client in group:
-                    client.offer(None, text)
+                frames = [self.fanout.frame(None, audience,
+                                            self.fanout.renderer.presence_frame(count, audience))]
+                wire = Wire(frames, html=audience.html)
+                for client in list(group):
+                    client.offer_many(frames, wire)
             await asyncio.sleep(interval)  # coalesce a wave of joins into one frame
 
     async def close(self) -> None:
+        for handle in (self.flush_at, self.handing):
+            if handle is not None:
+                handle.cancel()
+        self.flush_at = self.handing = None
+        self.handover.clear()
         for task in (self.task, self.presence_task):
             task.cancel()
         for task in (self.task, self.presence_task):
@@ -184,7 +371,8 @@ class Feed:
 
 class Fanout:
     def __init__(self, *, hub: Hub, store: Store, renderer: Renderer,
-                 presence_interval: float = 1.0) -> None:
+                 presence_interval: float = 1.0, batch_window: float = BATCH_WINDOW) -> None:
+        self.batch_window = batch_window
         self.hub = hub
         self.store = store
         self.renderer = renderer
@@ -207,6 +395,10 @@ class Fanout:
             if feed.empty() and self.feeds.get(board_id) is feed:
                 del self.feeds[board_id]
                 await feed.close()
+
+    @staticmethod
+    def frame(seq: int | None, audience: Audience, text: str) -> Frame:
+        return html_frame(seq, text) if audience.html else Frame(seq, text)
 
     def presence(self, board_id: int) -> int:
         feed = self.feeds.get(board_id)

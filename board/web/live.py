@@ -2,6 +2,8 @@
 
 API clients get JSON frames {"seq", "type", "data"}; pages add ?view=participant|projector|
 animator&lang=fr|en and get the same frames with a rendered "content" (htmx hx-ws swaps it).
+When several frames wait for one socket (a busy board), a page gets them as one "batch" frame
+whose content is theirs one after the other; API clients only with ?batch=1 (a JSON array).
 """
 
 from __future__ import annotations
@@ -9,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from board.commands import PUBLIC, Actor, settings_dict
 from board.errors import RuleViolation
-from board.fanout import Client
+from board.fanout import Client, DirectWrite, Feed, batch_text
 from board.render import LANGS, Audience
 from board.security import animator_cookie, bearer_token, origin_allowed, participant_cookie
 from board.tables import Board
@@ -36,6 +40,9 @@ async def deny(websocket: WebSocket, error: RuleViolation) -> None:
         await websocket.close(code=1008, reason=error.code)
 
 
+# Seconds a shared snapshot is reused at the same seq (a wave of arrivals); kept short so
+# that nothing that changes without an event (names anonymised…) stays stale for long.
+SNAPSHOT_REUSE = 2.0
 CLOSE_TIMEOUT = 2.0  # seconds; a client that never reads cannot take its close frame either
 
 
@@ -48,9 +55,10 @@ async def close_within(websocket: WebSocket, code: int, reason: str) -> None:
 async def send(websocket: WebSocket, text: str) -> None:
     """Every frame leaves within the send timeout, or the socket is given up (TimeoutError):
     a peer that stopped reading fills the transport, and a send would otherwise wait forever —
-    during a replay, on a quiet board, as much as in the live loop."""
-    timeout = services(websocket).settings.ws_send_timeout
-    await asyncio.wait_for(websocket.send_text(text), timeout)
+    during a replay, on a quiet board, as much as in the live loop. (``asyncio.timeout``, not
+    ``wait_for``: no task per frame.)"""
+    async with asyncio.timeout(services(websocket).settings.ws_send_timeout):
+        await websocket.send_text(text)
 
 
 def parse_since(raw: str | None) -> int | None:
@@ -93,31 +101,34 @@ async def events_endpoint(websocket: WebSocket) -> None:
     except RuleViolation as error:
         await deny(websocket, error)
         return
+    assert board.id is not None
+    board_id, code = board.id, board.join_code
+    del board  # an ORM object per socket, for hours: the id and code are enough from here
     try:
-        await _serve(websocket, board, actor, client)
+        await _serve(websocket, board_id, code, actor, client)
     finally:
         svc.limits.close_socket(ip)
 
 
-async def _serve(websocket: WebSocket, board: Board, actor: Actor, client: Client) -> None:
+async def _serve(websocket: WebSocket, board_id: int, code: str, actor: Actor,
+                 client: Client) -> None:
     svc = services(websocket)
     audience = client.audience
     await websocket.accept()
-    assert board.id is not None
     try:
-        async with svc.fanout.attach(board.id, client) as feed:
-            await _catch_up(websocket, board, actor, client, parse_since(
+        async with svc.fanout.attach(board_id, client) as feed:
+            await _catch_up(websocket, board_id, actor, client, feed, parse_since(
                 websocket.query_params.get("since")))
             await send(websocket, svc.renderer.presence_frame(feed.participants, audience))
-            await _pump(websocket, client)
+            await _pump(websocket, client,
+                        batch=audience.html or websocket.query_params.get("batch") == "1")
     except WebSocketDisconnect:
         pass
     except TimeoutError:
-        log.info("websocket of board %s stopped reading; dropped, it will resync",
-                 board.join_code)
+        log.info("websocket of board %s stopped reading; dropped, it will resync", code)
         await close_within(websocket, CLOSE_TRY_AGAIN, "too slow, reconnect")
     except (RuntimeError, OSError, RuleViolation) as exc:  # feed or storage down, socket gone
-        log.info("websocket of board %s ended: %s", board.join_code, exc)
+        log.info("websocket of board %s ended: %s", code, exc)
         await close_within(websocket, CLOSE_TRY_AGAIN, "try again")
 
 
@@ -135,21 +146,20 @@ async def _actor(websocket: WebSocket, board: Board, view: str) -> Actor:
         return PUBLIC  # a stale cookie still lets a page watch the board
 
 
-async def _catch_up(websocket: WebSocket, board: Board, actor: Actor, client: Client,
-                    since: int | None) -> None:
+async def _catch_up(websocket: WebSocket, board_id: int, actor: Actor, client: Client,
+                    feed: Feed, since: int | None) -> None:
     """Send exactly what the caller missed, or a snapshot when that is too much or unknown."""
     svc = services(websocket)
     store, renderer, audience = svc.store, svc.renderer, client.audience
-    assert board.id is not None
     async with store.read() as session:
-        fresh = await session.get(Board, board.id)
+        fresh = await session.get(Board, board_id)
         assert fresh is not None
         current = fresh.seq
         far = since is None or since < 0 or since > current or (
             current - since > svc.settings.snapshot_after)
         if not far:
             assert since is not None
-            events = await store.events_since(session, board_id=board.id, since=since,
+            events = await store.events_since(session, board_id=board_id, since=since,
                                               until=current)
             invisible = None if audience.animator else await store.invisible_card_ids(
                 session, fresh, actor.participant_id)
@@ -157,56 +167,173 @@ async def _catch_up(websocket: WebSocket, board: Board, actor: Actor, client: Cl
         # The board as this caller may see it: a participant's own cards stay in view during
         # silent writing; a projector (or an animator cookie on a public view) sees the public.
         viewer = actor if audience.animator or actor.role == "participant" else PUBLIC
-        view = await svc.commands.view(fresh, viewer)
-        await send(websocket, renderer.snapshot_frame(view, audience))
-        client.last_seq = view.board.seq
+        # A wave of arrivals on a quiet board asks for the same snapshot again and again:
+        # when it cannot depend on who asks, it is built once per (audience, seq).
+        shared = _snapshot_shared(fresh, audience, viewer)
+        cached = feed.snapshots.get(audience) if shared else None
+        if cached is not None and cached[0] == current and (
+                time.monotonic() - cached[2] < SNAPSHOT_REUSE):
+            text = cached[1]
+        else:
+            view = await svc.commands.view(fresh, viewer)
+            text = renderer.snapshot_frame(view, audience)
+            current = view.board.seq
+            if shared:
+                feed.snapshots[audience] = (current, text, time.monotonic())
+        await send(websocket, text)
+        client.last_seq = current
         return
     st = settings_dict(fresh)
     for event in events:
-        await send(websocket, renderer.frame(event, audience, board.join_code, st, invisible))
+        await send(websocket, renderer.frame(event, audience, fresh.join_code, st, invisible))
     client.last_seq = current
 
 
-async def _pump(websocket: WebSocket, client: Client) -> None:
-    """Send queued frames and read the client, in one task group: the first to end wins."""
+def _snapshot_shared(board: Board, audience: Audience, viewer: Actor) -> bool:
+    """Whether this snapshot is the same for everyone of this audience at this seq: not for
+    animators (hidden cards), not during silent writing (each sees their own cards), not for a
+    participant's page (their dots), not while the timer runs (it holds the seconds left)."""
+    if audience.animator or viewer.is_animator or board.silent or board.timer_running:
+        return False
+    return not audience.html or viewer.participant_id is None
 
-    async def send_loop() -> None:
-        async for text in client.frames():
-            await send(websocket, text)
 
+async def _pump(websocket: WebSocket, client: Client, *, batch: bool) -> None:
+    """Live frames out, the client's messages in. This task reads; frames go straight to the
+    transport while the socket keeps up (``Client.direct``); a backlog is sent by a writer task
+    that lives only as long as the backlog. When several frames wait, pages get them as one
+    message (as do API clients that asked with ?batch=1). Overflow, a send timeout or a dead
+    socket in the writer stops the reading too."""
+    html = client.audience.html
+    client.batch = batch
     limits = services(websocket).limits
-    key = client.key
+    me = asyncio.current_task()
+    assert me is not None
+    reading = True
+    stopped = False
+    writer: asyncio.Task[None] | None = None
+    failure: BaseException | None = None
 
-    async def receive_loop() -> None:
+    def stop() -> None:
+        nonlocal stopped
+        if reading and not stopped:
+            stopped = True
+            me.cancel()
+
+    async def send_backlog() -> None:
+        nonlocal writer, failure
+        try:
+            while not client.overflowed:
+                frames = client.take()
+                if not frames:
+                    break
+                if len(frames) == 1:
+                    await send(websocket, frames[0].text)
+                elif batch:
+                    await send(websocket, batch_text(frames, html=html))
+                else:
+                    for frame in frames:
+                        await send(websocket, frame.text)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # timeout, socket gone: this socket is over
+            failure = exc
+            stop()
+            return
+        finally:
+            client.writing = False
+            writer = None
+        if client.overflowed:
+            stop()
+
+    def wake() -> None:
+        nonlocal writer
+        if client.overflowed:
+            stop()
+        elif writer is None:
+            client.writing = True
+            writer = asyncio.create_task(send_backlog())
+
+    client.wake = wake
+    if client.overflowed or client.pending:
+        wake()
+    client.direct = _direct_writer(websocket)
+    try:
         while True:
             message = await websocket.receive()
             if message["type"] == "websocket.disconnect":
-                return
+                break
             # Clients have nothing to say yet (what they send is ignored), but a client that
             # floods the socket is cut off.
             try:
-                limits.hit_socket(key)
+                limits.hit_socket(client.key)
             except RuleViolation:
+                reading = False
                 await close_within(websocket, CLOSE_POLICY, "too many messages")
-                return
-
-    async def overflow_watch() -> None:
-        await client.overflowed.wait()
-
-    tasks = [asyncio.create_task(coro) for coro in
-             (send_loop(), receive_loop(), overflow_watch())]
-    try:
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                break
+    except asyncio.CancelledError:
+        if not stopped or me.cancelling() > 1:
+            raise  # cancelled from outside (shutdown), not by the writer
+        me.uncancel()
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-    if client.overflowed.is_set():
+        reading = False
+        client.wake = client.direct = None
+        if writer is not None:
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
+    if client.overflowed:
         log.info("slow client cut off (queue full); it will resync")
         await close_within(websocket, CLOSE_TRY_AGAIN, "too slow, reconnect")
-    for task in done:
-        exc = task.exception()
-        if exc is not None and not isinstance(exc, WebSocketDisconnect | asyncio.CancelledError):
-            raise exc
+        return
+    if failure is not None and not isinstance(failure, WebSocketDisconnect):
+        raise failure
 
 
+def _direct_writer(websocket: WebSocket) -> DirectWrite | None:
+    """A way to write prepared frames straight to this socket's transport, or None.
+
+    Only behind uvicorn's websockets-sansio protocol without compression (``board serve``):
+    the ASGI ``send`` of each frame (several coroutine layers, one websocket frame encoded per
+    socket) is then skipped, and one encoding of a frame serves a whole audience. Data frames
+    change nothing in the protocol's state, so its later sends and close are unaffected; while
+    the transport is over its high-water mark, or closing, frames wait for the ASGI path."""
+    proto = _uvicorn_protocol(websocket)
+    if proto is None:
+        return None
+    transport = proto.transport
+    writable = proto.writable
+
+    def write(data: bytes) -> bool:
+        if (proto.close_sent or proto.disconnected or not writable.is_set()
+                or transport.is_closing()):
+            return False
+        transport.write(data)
+        return True
+
+    return write
+
+
+def _uvicorn_protocol(websocket: WebSocket) -> Any | None:
+    """The uvicorn protocol object behind the ASGI ``send`` (under starlette's wrappers)."""
+    send: Any = websocket._send  # noqa: SLF001 - read only, to find the transport
+    for _ in range(16):
+        owner = getattr(send, "__self__", None)
+        if owner is not None:
+            break
+        code, cells = getattr(send, "__code__", None), getattr(send, "__closure__", None)
+        if code is None or not cells:
+            return None
+        cell = dict(zip(code.co_freevars, cells, strict=True)).get("send")
+        if cell is None:
+            return None
+        send = cell.cell_contents
+    else:
+        return None
+    if type(owner).__name__ != "WebSocketsSansIOProtocol" or not all(
+            hasattr(owner, name) for name in
+            ("transport", "writable", "close_sent", "disconnected", "conn")):
+        return None
+    if getattr(owner.conn, "extensions", None):  # per-message deflate: frames are not plain
+        return None
+    return owner
