@@ -1046,17 +1046,33 @@ class CpuSample:
     machine_total: int | None
 
 
+def _family(pid: int) -> list[int]:
+    """The process and its descendants (the workers of `board serve --workers N`)."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        try:
+            for task in Path(f"/proc/{current}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, ValueError):
+            continue
+    return found
+
+
 def _rss_kb(pid: int | None) -> int | None:
-    """Resident memory of a process in KiB (VmRSS in /proc/<pid>/status), if we can read it."""
+    """Resident memory in KiB (VmRSS in /proc/<pid>/status) of a process and its workers."""
     if pid is None:
         return None
+    total = 0
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
+        for member in _family(pid):
+            for line in Path(f"/proc/{member}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
     except (OSError, ValueError, IndexError):
         return None
-    return None
+    return total
 
 
 def _cpu_sample(server_pid: int | None) -> CpuSample:
@@ -1064,8 +1080,11 @@ def _cpu_sample(server_pid: int | None) -> CpuSample:
     server: float | None = None
     if server_pid is not None:
         try:
-            fields = Path(f"/proc/{server_pid}/stat").read_text().rsplit(")", 1)[1].split()
-            server = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            ticks = 0
+            for member in _family(server_pid):
+                fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+                ticks += int(fields[11]) + int(fields[12])
+            server = ticks / os.sysconf("SC_CLK_TCK")
         except (OSError, ValueError, IndexError):
             server = None
     busy: int | None = None
@@ -1145,13 +1164,17 @@ class Server:
     stderr: Path
 
     @classmethod
-    def start(cls, workdir: Path) -> Server:
+    def start(cls, workdir: Path, *, database_url: str | None = None,
+              pubsub_url: str | None = None, workers: int = 1) -> Server:
         port = free_port()
         cmd = [
             sys.executable, "-m", "board", "serve",
             "--host", "127.0.0.1", "--port", str(port),
-            "--database", f"sqlite:///{workdir / 'bench.db'}",
+            "--database", database_url or f"sqlite:///{workdir / 'bench.db'}",
+            "--workers", str(workers),
         ]  # fmt: skip
+        if pubsub_url:
+            cmd += ["--pubsub", pubsub_url]
         stdout, stderr = workdir / "server.out", workdir / "server.err"
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **BENCH_LIMITS}
         _progress(f"starting server: {' '.join(cmd)}")
@@ -1301,10 +1324,18 @@ def run_bench(cfg: Config) -> dict[str, Any]:
     show_default=True,
     help="Participants joining / sockets opening at the same time.",
 )
+@click.option("--database", "database_url", default=None, metavar="URL",
+              help="Database of the server it starts (default: a throw-away SQLite file); "
+              "e.g. postgresql://… (emptied boards are left in it).")
+@click.option("--pubsub", "pubsub_url", default=None, metavar="URL",
+              help="BOARD_PUBSUB_URL of the server it starts, e.g. redis://127.0.0.1:6379/0.")
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Worker processes of the server it starts (memory and CPU are summed).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead.")
 def bench(
     url: str | None, subscribers: int, posters: int, rate: float, duration: float,
-    boards: int, stalled: float, ramp: bool, batch: bool, concurrency: int, as_json: bool
+    boards: int, stalled: float, ramp: bool, batch: bool, concurrency: int,
+    database_url: str | None, pubsub_url: str | None, workers: int, as_json: bool
 ) -> None:
     """Load-test boards: N websocket subscribers, M posters at a fixed rate (per board)."""
     nofile = raise_nofile_limit()
@@ -1333,7 +1364,8 @@ def bench(
         result = run_bench(cfg)
     else:
         with tempfile.TemporaryDirectory(prefix="board-bench-") as tmp:
-            server = Server.start(Path(tmp))
+            server = Server.start(Path(tmp), database_url=database_url,
+                                  pubsub_url=pubsub_url, workers=workers)
             stop = ""
             try:
                 server.wait_healthy()

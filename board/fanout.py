@@ -14,18 +14,20 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import time
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from board.commands import settings_dict
 from board.events import SETTINGS_EVENTS, Event
-from board.hub import RESYNC, Hub
+from board.hub import PRESENCE, RESYNC, Hub
 from board.render import Audience, Renderer
 from board.store import Store
 from board.tables import Board
 
 log = logging.getLogger("board.fanout")
+PRESENCE_REPEAT = 10.0  # seconds; below the hub's PRESENCE_TTL
 
 # Seconds between two hand-overs of a board's events to its sockets. A board with less than
 # one event per window (10 posts/s is one per 100 ms) sees no delay; a plenary burst gets
@@ -209,7 +211,8 @@ class Feed:
 
     @property
     def participants(self) -> int:
-        return len(self.present)
+        """Participants connected to this board: here, plus what the other workers said."""
+        return len(self.present) + self.fanout.hub.presence_elsewhere(self.board_id)
 
     def add(self, client: Client) -> None:
         self.clients.setdefault(client.audience, set()).add(client)
@@ -261,6 +264,9 @@ class Feed:
     async def deliver(self, event: Event) -> None:
         if event.type == RESYNC:  # the hub reconnected: what it missed meanwhile is in the log
             await self._fill(until=None)
+            return
+        if event.type == PRESENCE:  # another worker's count changed: show the new total
+            self.presence_dirty.set()
             return
         if event.type == "board.deleted":  # every socket closes; a reconnect meets a 404
             for group in self.clients.values():
@@ -344,8 +350,20 @@ class Feed:
 
     async def _presence(self) -> None:
         interval = self.fanout.presence_interval
+        hub = self.fanout.hub
+        shared, shared_at = -1, 0.0
         while True:
-            await self.presence_dirty.wait()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(PRESENCE_REPEAT):
+                    await self.presence_dirty.wait()
+            # The other workers hear this worker's count when it changes, and again every
+            # PRESENCE_REPEAT seconds (they forget counts that stop coming).
+            here, now = len(self.present), time.monotonic()
+            if here != shared or now - shared_at >= PRESENCE_REPEAT:
+                await hub.share_presence(self.board_id, here)
+                shared, shared_at = here, now
+            if not self.presence_dirty.is_set():
+                continue
             self.presence_dirty.clear()
             count = self.participants
             for audience, group in self.clients.items():
@@ -367,6 +385,8 @@ class Feed:
         for task in (self.task, self.presence_task):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        with contextlib.suppress(Exception):  # nobody here any more (best effort)
+            await self.fanout.hub.share_presence(self.board_id, 0)
 
 
 class Fanout:

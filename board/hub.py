@@ -159,10 +159,11 @@ class RemoteHub(MemoryHub):
             if origin == self.origin:
                 return  # ours, already delivered here
             if obj["type"] == PRESENCE:
-                board_id = int(obj["b"])
-                self._presence[board_id][str(origin)] = (int(obj["data"]["count"]),
-                                                         time.monotonic())
-                self.deliver_here(Event(board_id=board_id, seq=None, type=PRESENCE))
+                board_id, count = int(obj["b"]), int(obj["data"]["count"])
+                before = self._presence[board_id].get(str(origin))
+                self._presence[board_id][str(origin)] = (count, time.monotonic())
+                if before is None or before[0] != count:  # a repeat changes nothing on screen
+                    self.deliver_here(Event(board_id=board_id, seq=None, type=PRESENCE))
                 return
             event = Event(board_id=int(obj["b"]), seq=obj["seq"], type=str(obj["type"]),
                           data=obj.get("data") or {})

@@ -15,7 +15,8 @@ class Settings(BaseSettings):
         description="Where boards are stored: sqlite:///path.db or postgresql://user:pw@host/db",
     )
     db_busy_timeout: float = Field(
-        5.0, description="Seconds a write waits for a locked SQLite file before a retryable 503"
+        5.0, description="Seconds a write waits for a locked SQLite file (or a PostgreSQL lock) "
+        "before a retryable 503"
     )
     pubsub_url: str | None = Field(
         None, description="Pub/sub between workers: redis://host:6379/0, or postgresql://… "

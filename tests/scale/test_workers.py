@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import os
 import subprocess
 import sys
@@ -345,3 +346,36 @@ def test_concurrent_upgrades_queue_on_the_lock(postgres: PostgresCluster) -> Non
     dbname = database.rsplit("/", 1)[1]
     assert len(postgres.execute("SELECT version_num FROM alembic_version",
                                 dbname=dbname).split()) == 1
+
+
+async def presence_reaches(ws: Any, expected: int, timeout: float = 15) -> list[int]:
+    """Presence counts received until one equals `expected` (raises if it never does)."""
+    seen: list[int] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            frame = json.loads(await asyncio.wait_for(ws.recv(), deadline - time.monotonic()))
+        except TimeoutError:
+            break
+        if frame["type"] == "presence":
+            seen.append(frame["data"]["participants"])
+            if seen[-1] == expected:
+                return seen
+    raise AssertionError(f"presence never reached {expected}: {seen}")
+
+
+async def test_presence_counts_participants_on_every_worker(
+        tmp_path: Path, postgres: PostgresCluster, redis_server: RedisServer) -> None:
+    """Two phones on A and one on B: both workers' screens say 3, and 2 once one leaves."""
+    database = fresh_database(postgres)
+    with instances(tmp_path, database, redis_server.url) as (a, b):
+        async with client(a) as http_a:
+            board = await create_board(http_a)
+            code = board["join_code"]
+            tokens = [await join(http_a, code) for _ in range(3)]
+            async with (subscribe(a.ws_url, code, token=tokens[0]) as on_a,
+                        subscribe(b.ws_url, code, token=tokens[2]) as on_b):
+                async with subscribe(a.ws_url, code, token=tokens[1]):
+                    await presence_reaches(on_b, 3)
+                    await presence_reaches(on_a, 3)
+                await presence_reaches(on_b, 2)
