@@ -56,14 +56,19 @@ async def _retention_loop(archive: Archive, settings: Settings) -> None:
         await asyncio.sleep(RETENTION_EVERY)
 
 
-def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Starlette:
-    settings = settings or Settings()
+def check_assets() -> None:
+    """Refuse to start without the npm files (htmx…) the pages need."""
     missing = paths.missing_vendor_files()
     if missing:
         raise MissingAssets(
             f"static/vendor is missing {', '.join(missing)}: run `npm ci` in the project "
             "folder (or `make run`, which does it) before starting the board"
         )
+
+
+def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Starlette:
+    settings = settings or Settings()
+    check_assets()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -358,11 +358,9 @@ class Archive:
     async def event_synthesis(self, org: OrgEvent, *, lang: str, version: int | None = None,
                               session: AsyncSession | None = None) -> dict[str, Any]:
         """Live: every frozen atelier of the event as it stands now (inside a write, pass its
-        session: see Commands.view)."""
-        if session is None:
-            async with self.store.read() as own:
-                return await self._event_synthesis(own, org, lang=lang, version=version)
-        return await self._event_synthesis(session, org, lang=lang, version=version)
+        session: Store.read)."""
+        async with self.store.read(session) as reading:
+            return await self._event_synthesis(reading, org, lang=lang, version=version)
 
     async def _event_synthesis(self, session: AsyncSession, org: OrgEvent, *, lang: str,
                                version: int | None) -> dict[str, Any]:

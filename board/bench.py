@@ -33,7 +33,6 @@ from urllib.parse import urlsplit
 
 import click
 import httpx
-from websockets.exceptions import InvalidStatus
 
 API = "/api/v1"
 BOARD_TITLE = "Bench"
@@ -120,13 +119,6 @@ def error_code(status: int, body: Any) -> str:
 
 def exception_kind(exc: BaseException) -> str:
     """A short, countable name for a failure (timeout, EMFILE, http_403, ReadError...)."""
-    if isinstance(exc, InvalidStatus):
-        status = exc.response.status_code
-        try:
-            body = json.loads(exc.response.body or b"null")
-        except ValueError:
-            body = None
-        return error_code(status, body)
     if isinstance(exc, HandshakeRefused):
         try:
             refusal = json.loads(exc.body or b"null")
@@ -560,8 +552,8 @@ class Bench:
                 f"{what}: {method} {self.url(path)} answered non-JSON: {resp.text[:300]!r}"
             ) from exc
 
-    async def _join(self, client: httpx.AsyncClient, code: str, name: str) -> str | None:
-        del client  # a connection per join, as each phone has (raw_post_json)
+    async def _join(self, code: str, name: str) -> str | None:
+        """One participant joins, on a connection of its own as each phone has."""
         try:
             status, body = await raw_post_json(
                 self.url(f"/boards/{code}/participants"), {"name": name}, HTTP_TIMEOUT)
@@ -610,7 +602,7 @@ class Bench:
                       latencies: list[float]) -> None:
         """One participant arriving: HTTP join, socket, and the first frame (the snapshot)."""
         t0 = time.perf_counter()
-        token = await self._join(client, board.code, f"sub-{idx}")
+        token = await self._join(board.code, f"sub-{idx}")
         if token is None:
             return
         ws = await self._connect(idx, self.ws_url(board.code, None), token)
@@ -746,7 +738,7 @@ class Bench:
             poster_names = [(b, f"poster-{i}") for b in boards for i in range(cfg.posters)]
             tokens = await _bounded(
                 cfg.concurrency,
-                [self._join(client, b.code, name) for b, name in sub_names + poster_names],
+                [self._join(b.code, name) for b, name in sub_names + poster_names],
             )
             join_s = time.perf_counter() - t0
             sub_tokens = tokens[: len(sub_names)]

@@ -89,7 +89,7 @@ def serve(host: str | None, port: int | None, database_url: str | None,
                                    "public_url": public_url, "workers": workers,
                                    "pubsub_url": pubsub_url}.items() if v is not None}
     settings = Settings(**overrides)  # type: ignore[arg-type]
-    from board.app import MissingAssets, create_app
+    from board.app import MissingAssets, check_assets, create_app
 
     if settings.workers > 1 and settings.pubsub() is None:
         raise click.ClickException(
@@ -123,7 +123,7 @@ def serve(host: str | None, port: int | None, database_url: str | None,
     from board.migrate import upgrade
 
     try:
-        create_app(settings, migrate=False)  # fails early on missing assets
+        check_assets()  # before migrating and starting workers that would all fail
     except MissingAssets as exc:
         raise click.ClickException(str(exc)) from exc
     upgrade(settings.database_url)

@@ -315,13 +315,9 @@ class Commands:
 
     async def view(self, board: Board, viewer: Actor,
                    session: AsyncSession | None = None) -> BoardView:
-        """The board as `viewer` sees it. Inside a write, pass its session: a second
-        connection from the pool while holding the board's lock could wait for one that a
-        writer queued on that lock holds (PostgreSQL), and would not see this transaction."""
-        if session is None:
-            async with self.store.read() as own:
-                return await self._view(own, board, viewer)
-        return await self._view(session, board, viewer)
+        """The board as `viewer` sees it (inside a write, pass its session: Store.read)."""
+        async with self.store.read(session) as reading:
+            return await self._view(reading, board, viewer)
 
     async def _view(self, session: AsyncSession, board: Board, viewer: Actor) -> BoardView:
         assert board.id is not None

@@ -47,18 +47,27 @@ class Event:
     type: str
     data: dict[str, Any] = field(default_factory=dict)
 
-    def to_hub(self) -> str:
-        """Small JSON for the hub (never HTML, well under PostgreSQL NOTIFY's 8000 bytes)."""
-        return json.dumps(
-            {"b": self.board_id, "seq": self.seq, "type": self.type, "data": self.data},
-            ensure_ascii=False,
-            separators=(",", ":"),
-        )
+    def to_hub(self, origin: str = "") -> str:
+        """Small JSON for the hub (never HTML, well under PostgreSQL NOTIFY's 8000 bytes);
+        ``origin`` names the worker that sent it, so that it can skip its own echo."""
+        message: dict[str, Any] = {"b": self.board_id, "seq": self.seq, "type": self.type,
+                                   "data": self.data}
+        if origin:
+            message["o"] = origin
+        return json.dumps(message, ensure_ascii=False, separators=(",", ":"))
 
     @classmethod
     def from_hub(cls, raw: str | bytes) -> Event:
+        return cls.read_hub(raw)[1]
+
+    @classmethod
+    def read_hub(cls, raw: str | bytes) -> tuple[str, Event]:
+        """The sending worker's id ("" if none) and the event; ValueError, KeyError or
+        TypeError when the message is not one."""
         obj = json.loads(raw)
-        return cls(board_id=obj["b"], seq=obj["seq"], type=obj["type"], data=obj["data"])
+        event = cls(board_id=int(obj["b"]), seq=obj["seq"], type=str(obj["type"]),
+                    data=obj.get("data") or {})
+        return str(obj.get("o") or ""), event
 
 
 def public_card(card: dict[str, Any]) -> dict[str, Any]:

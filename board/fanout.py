@@ -91,11 +91,14 @@ class Wire:
     """Frames handed over together to the sockets of one audience, encoded once for all of
     them: as one websocket message each, or as one batched message."""
 
-    __slots__ = ("frames", "html", "_each", "_batched")
+    __slots__ = ("frames", "html", "first_seq", "last_seq", "_each", "_batched")
 
     def __init__(self, frames: list[Frame], *, html: bool) -> None:
         self.frames = frames
         self.html = html
+        seqs = [f.seq for f in frames if f.seq is not None]  # ascending (one feed's order)
+        self.first_seq = seqs[0] if seqs else None
+        self.last_seq = seqs[-1] if seqs else None
         self._each: bytes | None = None
         self._batched: bytes | None = None
 
@@ -128,7 +131,8 @@ class Client:
 
     _keys = itertools.count(1)
 
-    def __init__(self, audience: Audience, *, participant_id: int | None, queue_size: int):
+    def __init__(self, audience: Audience, *, participant_id: int | None, queue_size: int,
+                 batch: bool = False):
         self.key = f"socket-{next(Client._keys)}"  # unique for the process's lifetime
         self.audience = audience
         self.participant_id = participant_id
@@ -136,27 +140,24 @@ class Client:
         self.queue_size = queue_size
         self.last_seq = 0
         self.overflowed = False
-        self.batch = audience.html  # several frames as one message (API clients: ?batch=1)
+        # Several frames as one message: always for pages, for API clients with ?batch=1.
+        self.batch = audience.html or batch
         self.direct: DirectWrite | None = None  # set by the socket once its replay is sent
         self.wake: Callable[[], None] | None = None  # set by the socket while it is live
         self.writing = False  # its writer is sending the backlog
 
-    def offer(self, frame: Frame) -> None:
-        self.offer_many([frame], None)
-
-    def offer_many(self, frames: list[Frame], wire: Wire | None) -> None:
+    def offer(self, wire: Wire) -> None:
         if self.overflowed:
             return
         direct = self.direct
         if direct is not None and not self.pending and not self.writing:
-            last = self.last_seq
-            fresh = all(f.seq is None or f.seq > last for f in frames)
-            if fresh and direct(wire.data(self.batch) if wire is not None else
-                                Wire(frames, html=self.audience.html).data(self.batch)):
-                seqs = [f.seq for f in frames if f.seq is not None]
-                if seqs:
-                    self.last_seq = seqs[-1]
+            # The frames are in seq order: none was sent by the replay if the first was not.
+            fresh = wire.first_seq is None or wire.first_seq > self.last_seq
+            if fresh and direct(wire.data(self.batch)):
+                if wire.last_seq is not None:
+                    self.last_seq = wire.last_seq
                 return
+        frames = wire.frames
         if len(self.pending) + len(frames) > self.queue_size:
             self.cut()
             return
@@ -202,7 +203,7 @@ class Feed:
         self.flush_at: asyncio.TimerHandle | None = None
         self.flushed = 0.0  # loop time of the last hand-over
         # Flushed frames still being offered, a chunk of sockets at a time (_hand_over).
-        self.handover: deque[tuple[list[Frame], Wire, list[Client], int]] = deque()
+        self.handover: deque[tuple[Wire, list[Client], int]] = deque()
         self.handing: asyncio.Handle | None = None
         self.ready = asyncio.Event()
         self.failed: BaseException | None = None
@@ -326,7 +327,7 @@ class Feed:
             # its replay (it read the board's seq after it was added); none is missing.
             clients = list(self.clients.get(audience, ()))
             if clients:
-                self.handover.append((frames, Wire(frames, html=audience.html), clients, 0))
+                self.handover.append((Wire(frames, html=audience.html), clients, 0))
         if self.handing is None:
             self._hand_over()
 
@@ -337,15 +338,15 @@ class Feed:
         budget = HANDOVER_CHUNK
         handover = self.handover
         while handover and budget > 0:
-            frames, wire, clients, start = handover[0]
+            wire, clients, start = handover[0]
             end = min(len(clients), start + budget)
             for client in clients[start:end]:
-                client.offer_many(frames, wire)
+                client.offer(wire)
             budget -= end - start
             if end == len(clients):
                 handover.popleft()
             else:
-                handover[0] = (frames, wire, clients, end)
+                handover[0] = (wire, clients, end)
         self.handing = asyncio.get_running_loop().call_soon(self._hand_over) if handover else None
 
     async def _presence(self) -> None:
@@ -367,11 +368,10 @@ class Feed:
             self.presence_dirty.clear()
             count = self.participants
             for audience, group in self.clients.items():
-                frames = [self.fanout.frame(None, audience,
-                                            self.fanout.renderer.presence_frame(count, audience))]
-                wire = Wire(frames, html=audience.html)
+                wire = Wire([self.fanout.frame(None, audience, self.fanout.renderer.presence_frame(
+                    count, audience))], html=audience.html)
                 for client in list(group):
-                    client.offer_many(frames, wire)
+                    client.offer(wire)
             await asyncio.sleep(interval)  # coalesce a wave of joins into one frame
 
     async def close(self) -> None:
@@ -421,8 +421,10 @@ class Fanout:
         return html_frame(seq, text) if audience.html else Frame(seq, text)
 
     def presence(self, board_id: int) -> int:
+        """Participants connected to the board, on every worker (pages and the API show it;
+        this worker may hold no socket of the board while others do)."""
         feed = self.feeds.get(board_id)
-        return feed.participants if feed is not None else 0
+        return feed.participants if feed is not None else self.hub.presence_elsewhere(board_id)
 
     async def close(self) -> None:
         feeds, self.feeds = list(self.feeds.values()), {}

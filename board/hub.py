@@ -14,7 +14,7 @@ was committed meanwhile from the log, so an outage of the pub/sub engine loses n
 from __future__ import annotations
 
 import asyncio
-import json
+import functools
 import logging
 import random
 import time
@@ -43,6 +43,11 @@ class Subscription(Protocol):
 
 
 class Hub(Protocol):
+    kind: str  # "memory", "redis" or "postgresql"
+
+    @property
+    def is_connected(self) -> bool: ...
+
     async def publish(self, event: Event) -> None: ...
 
     def subscribe(self, board_id: int) -> AbstractAsyncContextManager[Subscription]: ...
@@ -65,6 +70,13 @@ class _QueueSubscription:
 
 class MemoryHub:
     """In-process backend: one unbounded queue per subscriber (a board feed, not a socket)."""
+
+    kind = "memory"
+
+    @property
+    def is_connected(self) -> bool:
+        """Whether events reach the other workers now (in memory, there are none)."""
+        return True
 
     def __init__(self) -> None:
         self._subscribers: dict[int, set[_QueueSubscription]] = defaultdict(set)
@@ -136,7 +148,6 @@ class RemoteHub(MemoryHub):
         super().__init__()
         self.origin = uuid.uuid4().hex[:12]
         self.connected = asyncio.Event()
-        self.reconnects = 0
         self._closing = False
         self._task: asyncio.Task[None] | None = None
         self._unsent: set[int] = set()  # boards with events the other workers did not get
@@ -147,29 +158,29 @@ class RemoteHub(MemoryHub):
     def start(self) -> None:
         self._task = asyncio.create_task(self._keep_listening(), name=f"{self.kind}-hub")
 
+    @property
+    def is_connected(self) -> bool:
+        return self.connected.is_set()
+
     def encode(self, event: Event) -> str:
-        return json.dumps({"o": self.origin, "b": event.board_id, "seq": event.seq,
-                           "type": event.type, "data": event.data},
-                          ensure_ascii=False, separators=(",", ":"))
+        return event.to_hub(origin=self.origin)
 
     def received(self, raw: str | bytes) -> None:
         try:
-            obj = json.loads(raw)
-            origin = obj.get("o")
-            if origin == self.origin:
-                return  # ours, already delivered here
-            if obj["type"] == PRESENCE:
-                board_id, count = int(obj["b"]), int(obj["data"]["count"])
-                before = self._presence[board_id].get(str(origin))
-                self._presence[board_id][str(origin)] = (count, time.monotonic())
-                if before is None or before[0] != count:  # a repeat changes nothing on screen
-                    self.deliver_here(Event(board_id=board_id, seq=None, type=PRESENCE))
-                return
-            event = Event(board_id=int(obj["b"]), seq=obj["seq"], type=str(obj["type"]),
-                          data=obj.get("data") or {})
+            origin, event = Event.read_hub(raw)
+            if event.type == PRESENCE:
+                count = int(event.data["count"])
         except (ValueError, KeyError, TypeError, AttributeError):
             log.warning("%s hub: unreadable message dropped", self.kind)
             return
+        if origin == self.origin:
+            return  # ours, already delivered here
+        if event.type == PRESENCE:
+            counts = self._presence[event.board_id]
+            before = counts.get(origin)
+            counts[origin] = (count, time.monotonic())
+            if before is not None and before[0] == count:
+                return  # a repeat changes nothing on screen
         self.deliver_here(event)
 
     async def publish(self, event: Event) -> None:
@@ -232,34 +243,32 @@ class RemoteHub(MemoryHub):
     async def _disconnect(self) -> None:
         """Drop whatever connection is left (called after a loss and on close)."""
 
+    def _ready(self, backoff: Backoff, *, again: bool) -> None:
+        """Listening (again): what this worker's feeds missed meanwhile is in the log, and
+        what the others missed of ours is announced to them."""
+        self.connected.set()
+        backoff.reset()
+        if again:
+            log.warning("%s hub: reconnected; catching up from the event log", self.kind)
+        self.resync_here()
+        if self._unsent:
+            flush = asyncio.create_task(self._flush_quietly())
+            self._flushes.add(flush)
+            flush.add_done_callback(self._flushes.discard)
+
     async def _keep_listening(self) -> None:
         backoff = Backoff()
-        first = True
+        listened = False
         while not self._closing:
-
-            def ready() -> None:
-                nonlocal first
-                self.connected.set()
-                backoff.reset()
-                if not first:
-                    self.reconnects += 1
-                    log.warning("%s hub: reconnected; catching up from the event log",
-                                self.kind)
-                first = False
-                self.resync_here()
-                if self._unsent:
-                    flush = asyncio.create_task(self._flush_quietly())
-                    self._flushes.add(flush)
-                    flush.add_done_callback(self._flushes.discard)
-
             try:
-                await self._listen(ready)
+                await self._listen(functools.partial(self._ready, backoff, again=listened))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                if self.connected.is_set() or first:
+                if self.connected.is_set() or not listened:
                     log.warning("%s hub: connection lost (%s: %s); retrying", self.kind,
                                 type(exc).__name__, str(exc)[:120])
+            listened = listened or self.connected.is_set()
             self.connected.clear()
             await _quietly(self._disconnect())
             if not self._closing:

@@ -10,12 +10,12 @@ a periodic ``SELECT 1``, and re-established with back-off (see ``RemoteHub``).
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable
 from typing import Any
 
 import asyncpg
 
+from board.events import Event
 from board.hub import RESYNC, RemoteHub
 
 NOTIFY_LIMIT = 7900  # bytes; PostgreSQL refuses payloads of 8000 bytes or more
@@ -42,12 +42,11 @@ class PostgresHub(RemoteHub):
         self._sender: Any = None
         self._send_lock = asyncio.Lock()
 
-    def encode(self, event: Any) -> str:
+    def encode(self, event: Event) -> str:
         message = super().encode(event)
         if len(message.encode()) < NOTIFY_LIMIT:
             return message
-        return json.dumps({"o": self.origin, "b": event.board_id, "seq": None, "type": RESYNC,
-                           "data": {}}, separators=(",", ":"))
+        return super().encode(Event(event.board_id, None, RESYNC))
 
     async def _send(self, board_id: int, message: str) -> None:
         async with self._send_lock:  # one query at a time on an asyncpg connection

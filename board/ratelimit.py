@@ -67,27 +67,26 @@ class RateLimits:
 
     async def hit(self, rule: str, *keys: str) -> None:
         """Count one more; refuse with 429 too_many once the window is full."""
-        item = self._rules[rule]
-        if not await self._ask(self._shared.hit, item, rule, *keys):
-            raise too_many(item)
+        await self._ask(rule, keys, count=True)
 
     async def check(self, rule: str, *keys: str) -> None:
         """Refuse if the window is already full, without counting."""
-        item = self._rules[rule]
-        if not await self._ask(self._shared.test, item, rule, *keys):
-            raise too_many(item)
+        await self._ask(rule, keys, count=False)
 
-    async def _ask(self, method: object, item: RateLimitItem, *identifiers: str) -> bool:
+    async def _ask(self, rule: str, keys: tuple[str, ...], *, count: bool) -> None:
+        item = self._rules[rule]
+        ask = self._shared.hit if count else self._shared.test
         try:
-            allowed: bool = await method(item, *identifiers)  # type: ignore[operator]
-            return allowed
+            allowed = await ask(item, rule, *keys)
         except Exception as exc:  # Redis away: let people post rather than refuse everyone
             now = time.monotonic()
             if now - self._warned_at > WARN_EVERY:
                 self._warned_at = now
                 log.warning("rate limits unavailable (%s); not counting meanwhile",
                             type(exc).__name__)
-            return True
+            return
+        if not allowed:
+            raise too_many(item)
 
     def hit_socket(self, key: str) -> None:
         """One more message on one socket (counted in this worker: the socket lives here)."""

@@ -116,7 +116,14 @@ class Store:
         self._row_writer: asyncio.Task[None] | None = None
 
     @asynccontextmanager
-    async def read(self) -> AsyncIterator[AsyncSession]:
+    async def read(self, within: AsyncSession | None = None) -> AsyncIterator[AsyncSession]:
+        """A session to read with; ``within`` (a write's session) is used as it is. A read
+        inside a write must use the write's session: a second pooled connection, taken while
+        holding the board's lock, could wait for one held by a writer queued on that lock
+        (PostgreSQL), and would not see the write's own changes."""
+        if within is not None:
+            yield within
+            return
         with storage_errors():
             async with AsyncSession(self.engine, expire_on_commit=False) as session:
                 yield session

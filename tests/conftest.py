@@ -14,14 +14,13 @@ import os
 import re
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from tests.engines import PostgresCluster, postgres_bindir
+from tests.engines import PostgresCluster, free_port, postgres_bindir, stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
@@ -83,6 +82,11 @@ def fresh_database_url(sqlite_path: Path) -> str:
     PostgreSQL database in the session's cluster."""
     if not ON_POSTGRESQL:
         return f"sqlite:///{sqlite_path}"
+    return new_postgres_database()
+
+
+def new_postgres_database() -> str:
+    """The URL of a new, empty database in the session's PostgreSQL cluster."""
     return postgres_cluster().create_database(f"board_{os.getpid()}_{next(_database_numbers)}")
 
 
@@ -117,12 +121,6 @@ def query_database(url: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
     return _pg_worker.submit(asyncio.run, run()).result(timeout=120)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 TEST_LIMITS = {
     "BOARD_RATE_POSTS_PER_PARTICIPANT": "100000/minute",
     "BOARD_RATE_POSTS_PER_IP": "1000000/minute",
@@ -138,8 +136,10 @@ class LiveServer:
     ``database_url`` overrides both."""
 
     def __init__(self, db_path: Path, log_path: Path, env: dict[str, str] | None = None,
-                 log_level: str = "warning", database_url: str | None = None):
+                 log_level: str = "warning", database_url: str | None = None,
+                 args: Sequence[str] = ()):
         self.log_level = log_level
+        self.args = list(args)  # more `board serve` options (--workers, --pubsub…)
         self.db_path = db_path
         self.database_url = database_url or fresh_database_url(db_path)
         self.log_path = log_path
@@ -158,34 +158,38 @@ class LiveServer:
         return f"ws://127.0.0.1:{self.port}"
 
     def start(self) -> None:
+        self.launch()
+        self.wait_ready()
+
+    def launch(self) -> None:
+        """Start the process without waiting for it (several servers starting together)."""
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "board", "serve", "--host", "127.0.0.1",
                  "--port", str(self.port), "--database", self.database_url,
-                 "--log-level", self.log_level],
+                 "--log-level", self.log_level, *self.args],
                 cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=self.env,
             )
-        deadline = time.monotonic() + 30
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        assert self.process is not None
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"server exited early:\n{self.log_path.read_text()[-3000:]}")
+                raise RuntimeError(f"server exited early:\n{self.log()[-3000:]}")
             try:
                 if httpx.get(f"{self.url}/api/v1/health", timeout=1).status_code == 200:
                     return
             except httpx.HTTPError:
                 time.sleep(0.1)
-        raise RuntimeError(f"server did not answer in 30 s:\n{self.log_path.read_text()[-3000:]}")
+        raise RuntimeError(f"server did not answer in {timeout:g} s:\n{self.log()[-3000:]}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
+        if self.process is not None:
+            stop_process(self.process, sig)
         self.process = None
 
     def restart(self) -> None:

@@ -57,13 +57,8 @@ async def _animator_of(request: Request) -> tuple[Board, Actor]:
 
 async def health(request: Request) -> JSONResponse:
     hub = services(request).hub
-    connected = getattr(hub, "connected", None)
-    return JSONResponse({
-        "status": "ok",
-        "worker": os.getpid(),
-        "pubsub": getattr(hub, "kind", "memory"),
-        "pubsub_connected": True if connected is None else connected.is_set(),
-    })
+    return JSONResponse({"status": "ok", "worker": os.getpid(), "pubsub": hub.kind,
+                         "pubsub_connected": hub.is_connected})
 
 
 async def list_templates(request: Request) -> JSONResponse:

@@ -94,7 +94,8 @@ async def events_endpoint(websocket: WebSocket) -> None:
     audience = Audience(view, lang if view != "api" else "",
                         animator=actor.is_animator and view in ("api", "animator"))
     client = Client(audience, participant_id=actor.participant_id,
-                    queue_size=svc.settings.ws_queue_size)
+                    queue_size=svc.settings.ws_queue_size,
+                    batch=websocket.query_params.get("batch") == "1")
     ip = client_ip(websocket)
     try:
         svc.limits.open_socket(ip)
@@ -120,8 +121,7 @@ async def _serve(websocket: WebSocket, board_id: int, code: str, actor: Actor,
             await _catch_up(websocket, board_id, actor, client, feed, parse_since(
                 websocket.query_params.get("since")))
             await send(websocket, svc.renderer.presence_frame(feed.participants, audience))
-            await _pump(websocket, client,
-                        batch=audience.html or websocket.query_params.get("batch") == "1")
+            await _pump(websocket, client)
     except WebSocketDisconnect:
         pass
     except TimeoutError:
@@ -198,14 +198,13 @@ def _snapshot_shared(board: Board, audience: Audience, viewer: Actor) -> bool:
     return not audience.html or viewer.participant_id is None
 
 
-async def _pump(websocket: WebSocket, client: Client, *, batch: bool) -> None:
+async def _pump(websocket: WebSocket, client: Client) -> None:
     """Live frames out, the client's messages in. This task reads; frames go straight to the
     transport while the socket keeps up (``Client.direct``); a backlog is sent by a writer task
     that lives only as long as the backlog. When several frames wait, pages get them as one
     message (as do API clients that asked with ?batch=1). Overflow, a send timeout or a dead
     socket in the writer stops the reading too."""
-    html = client.audience.html
-    client.batch = batch
+    html, batch = client.audience.html, client.batch
     limits = services(websocket).limits
     me = asyncio.current_task()
     assert me is not None

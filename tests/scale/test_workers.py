@@ -2,16 +2,16 @@
 through a real redis-server (or PostgreSQL LISTEN/NOTIFY), as the README's deployment describes.
 
 Each instance is a real process on its own port, so a test knows which worker a client talks
-to: "A" takes the posts, "B" holds the subscribers.
+to: "A" takes the posts, "B" holds the subscribers. These tests always use PostgreSQL (the
+session's cluster) and Redis, whatever BOARD_TEST_DATABASE says: they run in the SQLite pass of
+`make test` only, not a second time in the PostgreSQL pass.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import json
-import os
 import subprocess
 import sys
 import time
@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import ROOT, TEST_LIMITS, free_port
+from tests.conftest import ON_POSTGRESQL, LiveServer, new_postgres_database, postgres_cluster
 from tests.engines import PostgresCluster, RedisServer
 from tests.integration.helpers import (
     create_board,
@@ -34,69 +34,13 @@ from tests.integration.helpers import (
     subscribe,
 )
 
-_names = itertools.count(1)
-
-
-class Instance:
-    """One `board serve` process (one or several workers) on its own port."""
-
-    def __init__(self, folder: Path, database_url: str, pubsub_url: str | None, *,
-                 workers: int = 1, env: dict[str, str] | None = None) -> None:
-        self.port = free_port()
-        self.log_path = folder / f"serve-{self.port}.log"
-        argv = [sys.executable, "-m", "board", "serve", "--host", "127.0.0.1",
-                "--port", str(self.port), "--database", database_url,
-                "--log-level", "info", "--workers", str(workers)]
-        if pubsub_url:
-            argv += ["--pubsub", pubsub_url]
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                env={**os.environ, **TEST_LIMITS, **(env or {})})
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def wait_healthy(self, timeout: float = 60) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited early:\n{self.log()[-3000:]}")
-            try:
-                response = httpx.get(f"{self.url}/api/v1/health", timeout=2)
-                if response.status_code == 200:
-                    return dict(response.json())
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"server did not answer in {timeout} s:\n{self.log()[-3000:]}")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
+pytestmark = pytest.mark.skipif(
+    ON_POSTGRESQL, reason="already run on PostgreSQL and Redis in the SQLite pass")
 
 
 @pytest.fixture(scope="module")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresCluster]:
-    cluster = PostgresCluster(tmp_path_factory.mktemp("pg-scale"))
-    cluster.start()
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
+def postgres() -> PostgresCluster:
+    return postgres_cluster()
 
 
 @pytest.fixture(scope="module")
@@ -111,28 +55,30 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 
 @contextlib.contextmanager
 def instances(tmp_path: Path, database_url: str, pubsub_url: str | None, count: int = 2,
-              **kwargs: Any) -> Iterator[list[Instance]]:
-    started = [Instance(tmp_path, database_url, pubsub_url, **kwargs) for _ in range(count)]
+              workers: int = 1, env: dict[str, str] | None = None) -> Iterator[list[LiveServer]]:
+    """`count` instances launched together on one database, each on its own port."""
+    args = ["--workers", str(workers), *(["--pubsub", pubsub_url] if pubsub_url else [])]
+    started = [LiveServer(tmp_path / "unused.db", tmp_path / f"serve-{i}.log", env=env,
+                          log_level="info", database_url=database_url, args=args)
+               for i in range(count)]
     try:
         for instance in started:
-            instance.wait_healthy()
+            instance.launch()
+        for instance in started:
+            instance.wait_ready(timeout=60)
         yield started
     finally:
         for instance in started:
             instance.stop()
 
 
-def fresh_database(postgres: PostgresCluster) -> str:
-    return postgres.create_database(f"scale_{os.getpid()}_{next(_names)}")
-
-
 @contextlib.asynccontextmanager
-async def client(instance: Instance) -> AsyncIterator[httpx.AsyncClient]:
+async def client(instance: LiveServer) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=instance.url, timeout=15) as http:
         yield http
 
 
-async def wait_connected(instance: Instance, timeout: float = 30) -> None:
+async def wait_connected(instance: LiveServer, timeout: float = 30) -> None:
     """Until the instance's pub/sub connection is up again (its health says so)."""
     deadline = time.monotonic() + timeout
     async with client(instance) as http:
@@ -146,14 +92,13 @@ async def wait_connected(instance: Instance, timeout: float = 30) -> None:
 
 @pytest.mark.parametrize("engine", ["redis", "postgresql"])
 async def test_a_card_posted_on_one_worker_reaches_a_subscriber_on_another(
-        tmp_path: Path, postgres: PostgresCluster, redis_server: RedisServer,
-        engine: str) -> None:
-    database = fresh_database(postgres)
+        tmp_path: Path, redis_server: RedisServer, engine: str) -> None:
+    database = new_postgres_database()
     pubsub = redis_server.url if engine == "redis" else database
     with instances(tmp_path, database, pubsub) as (a, b):
-        health = a.wait_healthy()
-        assert health["pubsub"] == engine and health["pubsub_connected"] is True
         async with client(a) as http_a:
+            health = (await http_a.get("/api/v1/health")).json()
+            assert health["pubsub"] == engine and health["pubsub_connected"] is True
             board = await create_board(http_a)
             code, column = board["join_code"], board["columns"][0]["id"]
             token = await join(http_a, code, "Awa")
@@ -170,9 +115,9 @@ async def test_a_card_posted_on_one_worker_reaches_a_subscriber_on_another(
 
 
 async def test_replay_by_seq_works_across_workers(
-        tmp_path: Path, postgres: PostgresCluster, redis_server: RedisServer) -> None:
+        tmp_path: Path, redis_server: RedisServer) -> None:
     """Posted on A, replayed from B with ?since=: exactly the missed events, in order."""
-    database = fresh_database(postgres)
+    database = new_postgres_database()
     with instances(tmp_path, database, redis_server.url) as (a, b):
         async with client(a) as http_a, client(b) as http_b:
             board = await create_board(http_a)
@@ -195,10 +140,10 @@ async def test_replay_by_seq_works_across_workers(
 
 
 async def test_a_redis_outage_of_ten_seconds_loses_no_event(
-        tmp_path: Path, postgres: PostgresCluster, redis_server: RedisServer) -> None:
+        tmp_path: Path, redis_server: RedisServer) -> None:
     """redis-server is killed for 10 s while cards keep being posted on A: the subscriber on
     B gets every one of them, in order, once Redis is back (B catches up from the log)."""
-    database = fresh_database(postgres)
+    database = new_postgres_database()
     with instances(tmp_path, database, redis_server.url) as (a, b):
         async with client(a) as http_a:
             board = await create_board(http_a)
@@ -232,7 +177,7 @@ async def test_postgresql_hub_reconnects_and_catches_up(
         tmp_path: Path, postgres: PostgresCluster) -> None:
     """B's LISTEN connection is terminated by the server; what A posts meanwhile still
     reaches B's subscriber, once B has listened again."""
-    database = fresh_database(postgres)
+    database = new_postgres_database()
     dbname = database.rsplit("/", 1)[1]
     with instances(tmp_path, database, database) as (a, b):
         async with client(a) as http_a:
@@ -257,10 +202,10 @@ async def test_postgresql_hub_reconnects_and_catches_up(
 
 
 async def test_rate_limits_are_shared_through_redis(
-        tmp_path: Path, postgres: PostgresCluster, redis_server: RedisServer) -> None:
+        tmp_path: Path, redis_server: RedisServer) -> None:
     """Three joins a minute per address: two on A and one on B fill the budget, the fourth is
     refused wherever it lands."""
-    database = fresh_database(postgres)
+    database = new_postgres_database()
     limits = {"BOARD_RATE_JOINS_PER_IP": "3/minute"}
     with instances(tmp_path, database, redis_server.url, env=limits) as (a, b):
         async with client(a) as http_a, client(b) as http_b:
@@ -276,9 +221,10 @@ async def test_rate_limits_are_shared_through_redis(
 
 async def test_migrations_run_once_when_workers_start_together(
         tmp_path: Path, postgres: PostgresCluster, redis_server: RedisServer) -> None:
-    """Three instances on an empty database at the same moment: one migrates, the others wait
-    for it and find the schema up to date; all of them serve."""
-    database = fresh_database(postgres)
+    """Three instances launched together on an empty database: one migrates, the others find
+    the schema up to date, all of them serve. (Their start-up staggers them: the barrier test
+    below is the one that makes the upgrades truly collide.)"""
+    database = new_postgres_database()
     dbname = database.rsplit("/", 1)[1]
     with instances(tmp_path, database, redis_server.url, count=3) as started:
         versions = postgres.execute("SELECT version_num FROM alembic_version", dbname=dbname)
@@ -293,11 +239,10 @@ async def test_migrations_run_once_when_workers_start_together(
             assert board["join_code"]
 
 
-async def test_serve_with_two_workers(tmp_path: Path, postgres: PostgresCluster,
-                                      redis_server: RedisServer) -> None:
+async def test_serve_with_two_workers(tmp_path: Path, redis_server: RedisServer) -> None:
     """`board serve --workers 2`: both workers answer, and a card reaches every subscriber
     whichever worker each socket landed on."""
-    database = fresh_database(postgres)
+    database = new_postgres_database()
     with instances(tmp_path, database, redis_server.url, count=1, workers=2) as (server,):
         async with client(server) as http:
             pids: set[int] = set()
@@ -336,7 +281,7 @@ def test_concurrent_upgrades_queue_on_the_lock(postgres: PostgresCluster) -> Non
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    database = fresh_database(postgres)
+    database = new_postgres_database()
     context = multiprocessing.get_context("spawn")
     with context.Manager() as manager:
         barrier = manager.Barrier(4)
@@ -365,9 +310,9 @@ async def presence_reaches(ws: Any, expected: int, timeout: float = 15) -> list[
 
 
 async def test_presence_counts_participants_on_every_worker(
-        tmp_path: Path, postgres: PostgresCluster, redis_server: RedisServer) -> None:
+        tmp_path: Path, redis_server: RedisServer) -> None:
     """Two phones on A and one on B: both workers' screens say 3, and 2 once one leaves."""
-    database = fresh_database(postgres)
+    database = new_postgres_database()
     with instances(tmp_path, database, redis_server.url) as (a, b):
         async with client(a) as http_a:
             board = await create_board(http_a)
@@ -379,3 +324,46 @@ async def test_presence_counts_participants_on_every_worker(
                     await presence_reaches(on_b, 3)
                     await presence_reaches(on_a, 3)
                 await presence_reaches(on_b, 2)
+
+
+def test_bench_measures_two_workers_on_postgresql_and_redis(
+        tmp_path: Path, redis_server: RedisServer) -> None:
+    """The command behind the README's "PG + Redis" figures, with tiny numbers: `board bench`
+    starts `board serve --workers 2` on PostgreSQL with Redis, and every post reaches every
+    subscriber whichever worker holds its socket."""
+    database = new_postgres_database()
+    done = subprocess.run(
+        [sys.executable, "-m", "board", "bench", "--subscribers", "6", "--posters", "2",
+         "--rate", "5", "--duration", "1", "--database", database,
+         "--pubsub", redis_server.url, "--workers", "2", "--json"],
+        capture_output=True, text=True, timeout=240, cwd=tmp_path, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout)
+    assert result["errors"] == {}, result["errors"]
+    assert result["posts"]["acknowledged"] == 5
+    assert result["delivery"]["deliveries"] == result["delivery"]["expected"] == 5 * 6
+    assert result["delivery"]["duplicates"] == 0
+    assert result["server_memory"]["connections"] == 6
+    assert result["server"]["log_problems"] == 0
+
+
+async def test_a_worker_without_sockets_of_the_board_still_counts_its_participants(
+        tmp_path: Path, redis_server: RedisServer) -> None:
+    """Both phones are on B: the board as read from A (dashboard, API) still says 2."""
+    database = new_postgres_database()
+    with instances(tmp_path, database, redis_server.url) as (a, b):
+        async with client(a) as http_a:
+            board = await create_board(http_a)
+            code = board["join_code"]
+            tokens = [await join(http_a, code) for _ in range(2)]
+            async with (subscribe(b.ws_url, code, token=tokens[0]),
+                        subscribe(b.ws_url, code, token=tokens[1])):
+                seen = []
+                deadline = time.monotonic() + 15
+                while time.monotonic() < deadline:
+                    state = (await http_a.get(f"/api/v1/boards/{code}")).json()
+                    seen.append(state["participants_connected"])
+                    if seen[-1] == 2:
+                        break
+                    await asyncio.sleep(0.2)
+                assert seen[-1] == 2, seen

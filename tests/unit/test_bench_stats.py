@@ -1,13 +1,22 @@
 from __future__ import annotations
 
+import contextlib
 import errno
 import math
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import httpx
 import pytest
 
 from board.bench import (
     CpuSample,
+    HandshakeRefused,
+    _family,
+    _rss_kb,
     cpu_usage,
     error_code,
     exception_kind,
@@ -114,15 +123,9 @@ def test_exception_kind() -> None:
 
 
 def test_exception_kind_from_rejected_websocket_handshake() -> None:
-    from websockets.datastructures import Headers
-    from websockets.exceptions import InvalidStatus
-    from websockets.http11 import Response
-
     body = b'{"error": {"code": "forbidden_origin", "message": "no"}}'
-    assert exception_kind(InvalidStatus(Response(403, "Forbidden", Headers(), body))) == (
-        "forbidden_origin"
-    )
-    assert exception_kind(InvalidStatus(Response(503, "Busy", Headers(), b"busy"))) == "http_503"
+    assert exception_kind(HandshakeRefused(403, body)) == "forbidden_origin"
+    assert exception_kind(HandshakeRefused(503, b"busy")) == "http_503"
 
 
 def test_ws_events_url() -> None:
@@ -225,3 +228,30 @@ def test_cpu_usage_without_server_or_proc() -> None:
     assert usage["server_pct"] is None
     assert usage["machine_busy_pct"] is None
     assert cpu_usage(before, after, seconds=0) == {}
+
+
+def test_server_memory_and_cpu_cover_its_workers() -> None:
+    """`board serve --workers N` is a parent and its workers: the bench reads all of them."""
+    child = 0
+    parent = subprocess.Popen([sys.executable, "-c", (
+        "import subprocess, sys, time; "
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
+        "print(child.pid, flush=True); time.sleep(60)")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout is not None
+        child = int(parent.stdout.readline())
+        deadline = time.monotonic() + 10
+        while child not in _family(parent.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _family(parent.pid) == [parent.pid, child]
+        alone = _rss_kb(child)
+        both = _rss_kb(parent.pid)
+        assert alone is not None and both is not None and both > alone > 0
+    finally:
+        for pid in (child, parent.pid):
+            if pid:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        parent.wait(timeout=5)
+        if parent.stdout is not None:
+            parent.stdout.close()

@@ -53,3 +53,5 @@ def test_hub_messages_are_small_json_and_round_trip() -> None:
     assert json.loads(raw)["data"]["text"] == "Mobilités rurales"
     assert "<" not in raw and len(raw.encode()) < 8000
     assert Event.from_hub(raw) == event
+    assert Event.read_hub(raw) == ("", event)
+    assert Event.read_hub(event.to_hub(origin="worker-a")) == ("worker-a", event)
