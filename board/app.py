@@ -25,7 +25,7 @@ from board.ratelimit import RateLimits
 from board.render import Renderer
 from board.security import BodyLimit, SecurityHeaders
 from board.settings import Settings
-from board.store import Store, make_engine
+from board.store import Store
 from board.web import animator, api, event_pages, pages, syntheses
 from board.web.common import (
     Services,
@@ -74,8 +74,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Sta
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if migrate:
             await asyncio.to_thread(upgrade, settings.database_url)
-        engine = make_engine(settings.database_url, busy_timeout=settings.db_busy_timeout)
-        store = Store(engine)
+        store = Store.open(settings.database_url, busy_timeout=settings.db_busy_timeout)
         hub = make_hub(settings.pubsub())
         renderer = Renderer(settings.timezone)
         fanout = Fanout(hub=hub, store=store, renderer=renderer,
@@ -99,7 +98,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Sta
                 await retention
             await fanout.close()
             await hub.close()
-            await engine.dispose()
+            await store.close()
 
     app = Starlette(
         routes=[

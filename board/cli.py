@@ -166,16 +166,16 @@ async def _archive(database_url: str | None) -> AsyncIterator[tuple[Archive, Set
     from board.commands import Commands
     from board.hub import MemoryHub
     from board.migrate import upgrade
-    from board.store import Store, make_engine
+    from board.store import Store
 
     settings = Settings(**({"database_url": database_url} if database_url else {}))  # type: ignore[arg-type]
     await asyncio.to_thread(upgrade, settings.database_url)
-    engine = make_engine(settings.database_url, busy_timeout=settings.db_busy_timeout)
+    store = Store.open(settings.database_url, busy_timeout=settings.db_busy_timeout)
     try:
-        commands = Commands(Store(engine), MemoryHub(), settings)
+        commands = Commands(store, MemoryHub(), settings)
         yield Archive(commands, pdf=importlib.util.find_spec("weasyprint") is not None), settings
     finally:
-        await engine.dispose()
+        await store.close()
 
 
 def _fail(error: Exception) -> NoReturn:

@@ -16,7 +16,7 @@ from typing import Any, Literal, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.orm import defer
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from board import domain
@@ -25,7 +25,7 @@ from board.events import Event
 from board.hub import Hub
 from board.security import hash_secret, new_secret, secret_matches
 from board.settings import Settings
-from board.store import Store
+from board.store import Store, in_session
 from board.tables import (
     Board,
     BoardColumn,
@@ -215,7 +215,7 @@ class Commands:
     async def _emit(self, session: AsyncSession, board_id: int, type_: str,
                     data: dict[str, Any]) -> Event:
         """Take the next seq and log the event in the caller's transaction."""
-        seq = await self.store.take_seq(session, board_id)
+        seq = await in_session(session, lambda s: Store.take_seq(s, board_id))
         event = Event(board_id, seq, type_, data)
         self.store.log_event(session, event)
         return event
@@ -284,8 +284,7 @@ class Commands:
 
     async def find_board(self, join_code: str) -> Board:
         code = domain.normalize_join_code(join_code)
-        async with self.store.read() as session:
-            board = await self.store.board_by_code(session, code)
+        board = await self.store.query(lambda session: Store.board_by_code(session, code))
         if board is None:
             raise RuleViolation("unknown_board", code=code[:12])
         return board
@@ -299,11 +298,10 @@ class Commands:
             return PUBLIC
         if secret_matches(token, board.animator_secret_hash):
             return Actor("animator", name=None)
-        assert board.id is not None
-        async with self.store.read() as session:
-            participant = await self.store.participant_by_token(
-                session, board_id=board.id, token_hash=hash_secret(token)
-            )
+        board_id, token_hash = board.id, hash_secret(token)
+        assert board_id is not None
+        participant = await self.store.query(lambda session: Store.participant_by_token(
+            session, board_id=board_id, token_hash=token_hash))
         if participant is None:
             raise RuleViolation("invalid_token")
         return Actor("participant", participant_id=participant.id, name=participant.name)
@@ -383,31 +381,46 @@ class Commands:
             # An opaque key: no control characters (PostgreSQL cannot even store a NUL).
             raise RuleViolation("invalid_field", field="client_id")
         column_id = _as_id(column_id, "column_id")
-        assert board.id is not None
-        async with self.store.write() as session:
-            fresh = await self._board(session, board.id)  # lock first: retries queue up here
-            existing = (await session.exec(select(Card).where(
-                Card.board_id == board.id, Card.author_key == actor.author_key,
-                Card.client_id == str(client_id)))).first()
+        board_id = board.id
+        assert board_id is not None
+
+        def post(session: Session) -> PostResult:
+            # Core statements, not ORM objects: this runs hundreds of times a second in a
+            # plenary, and the ORM's bookkeeping cost more than SQLite's own work.
+            db = session.connection()
+            fresh = db.execute(_POST_BOARD, {"board_id": board_id}).first()
+            if fresh is None:
+                raise RuleViolation("unknown_board", code="?")
+            existing = db.execute(_POST_EXISTING, {
+                "board_id": board_id, "author_key": actor.author_key,
+                "client_id": str(client_id)}).scalar()
             if existing is not None:
-                return PostResult(card=existing, created=False)
-            _check_open(fresh)
+                return PostResult(card=row_of_board(session, Card, board_id, existing, ""),
+                                  created=False)
+            if fresh.frozen:
+                raise RuleViolation("board_frozen")
             domain.check_can_post(phase=fresh.phase, locked=fresh.locked,
                                   is_animator=actor.is_animator)
-            await self._column(session, board.id, column_id)  # of this board, or 422
-            seq = await self.store.take_seq(session, board.id)
+            if db.execute(_COLUMN_BOARD, {"column_id": column_id}).scalar() != board_id:
+                raise RuleViolation("unknown_column")
             card = Card(
-                board_id=board.id, column_id=column_id, participant_id=actor.participant_id,
+                board_id=board_id, column_id=column_id, participant_id=actor.participant_id,
                 author_key=actor.author_key, client_id=str(client_id), text=clean,
                 author=None if fresh.anonymous else actor.name, by_animator=actor.is_animator,
-                seq=seq,
+                seq=Store.take_seq(session, board_id),
             )
-            session.add(card)
-            await session.flush()
-            event = Event(board.id, seq, "card.posted", _card_event(card, fresh))
-            self.store.log_event(session, event)
-        await self.hub.publish(event)
-        return PostResult(card=card, created=True, event=event)
+            card.id = db.execute(_INSERT_CARD, card.model_dump(exclude={"id"})).scalar_one()
+            data = card_dict(card)
+            if fresh.silent:
+                data["silent"] = True
+            event = Event(board_id, card.seq, "card.posted", data)
+            Store.append_event(session, event)
+            return PostResult(card=card, created=True, event=event)
+
+        result = await self.store.transact(post)
+        if result.event is not None:
+            await self.hub.publish(result.event)
+        return result
 
     async def update_card(self, board: Board, actor: Actor, *, card_id: int,
                           changes: dict[str, Any]) -> Card:
@@ -726,12 +739,7 @@ class Commands:
 
     @staticmethod
     async def _board(session: AsyncSession, board_id: int) -> Board:
-        """The board row, locked for this transaction (PostgreSQL: FOR UPDATE; SQLite's
-        BEGIN IMMEDIATE already serialises writers), so rule checks see no concurrent write."""
-        board = await session.get(Board, board_id, with_for_update=True)
-        if board is None:
-            raise RuleViolation("unknown_board", code="?")
-        return board
+        return await in_session(session, lambda s: locked_board(s, board_id))
 
     async def _open_board(self, session: AsyncSession, board_id: int) -> Board:
         """The board row, locked, refusing any change once it is frozen into a synthesis."""
@@ -762,14 +770,44 @@ class Commands:
 
 Owned = TypeVar("Owned", Card, BoardColumn, Theme)
 
+# The post path's statements, built once: building a statement and its cache key each time
+# cost as much as running it.
+_POST_BOARD = (
+    sa.select(col(Board.phase), col(Board.locked), col(Board.frozen), col(Board.anonymous),
+              col(Board.silent))
+    .where(col(Board.id) == sa.bindparam("board_id"))
+    .with_for_update())
+_POST_EXISTING = sa.select(col(Card.id)).where(
+    col(Card.board_id) == sa.bindparam("board_id"),
+    col(Card.author_key) == sa.bindparam("author_key"),
+    col(Card.client_id) == sa.bindparam("client_id"))
+_COLUMN_BOARD = sa.select(col(BoardColumn.board_id)).where(
+    col(BoardColumn.id) == sa.bindparam("column_id"))
+_INSERT_CARD = sa.insert(Card).returning(col(Card.id))
+
 
 async def _of_board(session: AsyncSession, table: type[Owned], board_id: int, row_id: int,
                     error: str) -> Owned:
+    return await in_session(
+        session, lambda s: row_of_board(s, table, board_id, row_id, error))
+
+
+def row_of_board(session: Session, table: type[Owned], board_id: int, row_id: int,
+                 error: str) -> Owned:
     """A row that belongs to this board; another board's row is as unknown as a missing one."""
-    row = await session.get(table, row_id)
+    row = session.get(table, row_id)
     if row is None or row.board_id != board_id:
         raise RuleViolation(error)
     return row
+
+
+def locked_board(session: Session, board_id: int) -> Board:
+    """The board row, locked for this transaction (PostgreSQL: FOR UPDATE; SQLite's
+    BEGIN IMMEDIATE already serialises writers), so rule checks see no concurrent write."""
+    board = session.get(Board, board_id, with_for_update=True)
+    if board is None:
+        raise RuleViolation("unknown_board", code="?")
+    return board
 
 
 def _check_open(board: Board) -> None:

@@ -53,7 +53,7 @@ class RedisHub(RemoteHub):
                 elif message is None:
                     await pubsub.ping()  # raises when the server went away quietly
         finally:
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]  # typed in redis 8
 
     async def _disconnect(self) -> None:
         if self._listener is not None:

@@ -13,8 +13,7 @@ import time
 from collections import Counter
 
 from limits import RateLimitItem, parse
-from limits.aio.storage import MemoryStorage as AsyncMemoryStorage
-from limits.aio.storage import RedisStorage, Storage
+from limits.aio.storage import RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter as AsyncMovingWindow
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
@@ -46,13 +45,13 @@ def redis_storage_uri(url: str) -> str:
 class RateLimits:
     def __init__(self, settings: Settings) -> None:
         shared = settings.shared_limits()
-        storage: Storage = (
+        # Shared through Redis when configured; otherwise counted in this process's memory
+        # by the synchronous limiter (the asyncio one hands every hit to a thread).
+        self._shared: AsyncMovingWindow | None = AsyncMovingWindow(
             RedisStorage(redis_storage_uri(shared), implementation="redispy",
                          key_prefix="atelier_board", socket_connect_timeout=1,
-                         socket_timeout=1)
-            if shared else AsyncMemoryStorage())
+                         socket_timeout=1)) if shared else None
         self.shared = shared is not None
-        self._shared = AsyncMovingWindow(storage)
         self._local = MovingWindowRateLimiter(MemoryStorage())
         self._rules: dict[str, RateLimitItem] = {
             "post_participant": parse(settings.rate_posts_per_participant),
@@ -75,6 +74,10 @@ class RateLimits:
 
     async def _ask(self, rule: str, keys: tuple[str, ...], *, count: bool) -> None:
         item = self._rules[rule]
+        if self._shared is None:
+            if not (self._local.hit if count else self._local.test)(item, rule, *keys):
+                raise too_many(item)
+            return
         ask = self._shared.hit if count else self._shared.test
         try:
             allowed = await ask(item, rule, *keys)

@@ -6,15 +6,16 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event as sa_event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from board.errors import RuleViolation
@@ -22,6 +23,7 @@ from board.events import Event
 from board.tables import Board, BoardColumn, BoardEvent, Card, Participant
 
 WRITE = "board_write"
+T = TypeVar("T")
 log = logging.getLogger("board.store")
 
 
@@ -47,8 +49,23 @@ def make_engine(url: str, *, busy_timeout: float = 5.0) -> AsyncEngine:
                 "lock_timeout": str(max(1, int(busy_timeout * 1000))),
                 "application_name": "atelier-board"}})
     engine = create_async_engine(url, connect_args={"timeout": busy_timeout})
+    _sqlite_settings(engine.sync_engine, busy_timeout)
+    return engine
 
-    @sa_event.listens_for(engine.sync_engine, "connect")
+
+def make_sqlite_threads_engine(url: str, *, busy_timeout: float = 5.0) -> sa.Engine:
+    """The same SQLite file through the plain sqlite3 driver, for the store's own threads
+    (see Store.query and Store.transact)."""
+    engine = sa.create_engine(
+        "sqlite+pysqlite:" + async_url(url).removeprefix("sqlite+aiosqlite:"),
+        connect_args={"timeout": busy_timeout, "check_same_thread": False},
+        pool_size=4, max_overflow=4)
+    _sqlite_settings(engine, busy_timeout)
+    return engine
+
+
+def _sqlite_settings(engine: sa.Engine, busy_timeout: float) -> None:
+    @sa_event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # We emit BEGIN ourselves (below), so that writers take the lock up front.
         dbapi_connection.isolation_level = None
@@ -62,13 +79,11 @@ def make_engine(url: str, *, busy_timeout: float = 5.0) -> AsyncEngine:
             cursor.execute(pragma)
         cursor.close()
 
-    @sa_event.listens_for(engine.sync_engine, "begin")
+    @sa_event.listens_for(engine, "begin")
     def _on_begin(conn: sa.Connection) -> None:
         # BEGIN IMMEDIATE for writes: no read-to-write lock upgrade, so no SQLITE_BUSY deadlock.
         immediate = conn.get_execution_options().get(WRITE, False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
-
-    return engine
 
 
 # PostgreSQL errors that say "not now" rather than "wrong": the database is gone, restarting,
@@ -102,8 +117,39 @@ def storage_errors() -> Iterator[None]:
         raise RuleViolation("unavailable") from exc
 
 
+def _storage_error(exc: BaseException) -> BaseException:
+    """What a job's exception becomes for its caller (as storage_errors() maps it)."""
+    try:
+        with storage_errors():
+            raise exc
+    except BaseException as mapped:  # noqa: BLE001 - handed back, not swallowed
+        return mapped
+    return exc
+
+
+def _as_sqlmodel(job: Callable[[Session], T]) -> Callable[[Any], T]:
+    """run_sync hands sqlmodel's AsyncSession's sync_session, a sqlmodel Session; typing only
+    knows SQLAlchemy's."""
+    return job
+
+
+async def in_session(session: AsyncSession, job: Callable[[Session], T]) -> T:
+    """Run a function written for a plain Session inside an AsyncSession's transaction."""
+    return await session.run_sync(_as_sqlmodel(job))
+
+
 class Store:
-    def __init__(self, engine: AsyncEngine) -> None:
+    """Sessions and transactions on the engine.
+
+    Two ways in. ``read()`` and ``write()`` give an AsyncSession, each statement a trip to the
+    driver. ``query(job)`` and ``transact(job)`` run a plain function on a synchronous
+    Session in one go: on SQLite, in the store's own threads through the sqlite3 driver (one
+    thread hop per transaction instead of several per statement, which made a post cost ten
+    milliseconds), with the writes of the moment grouped into one transaction and one fsync;
+    on PostgreSQL, through the AsyncSession (``run_sync``), one transaction per job.
+    """
+
+    def __init__(self, engine: AsyncEngine, threads_engine: sa.Engine | None = None) -> None:
         self.engine = engine
         self._writer = engine.execution_options(**{WRITE: True})
         # SQLite has one writer at a time. Writers of this process queue here, first come first
@@ -111,9 +157,33 @@ class Store:
         # other processes still meet the busy timeout.
         self._write_turn: asyncio.Lock | None = (
             asyncio.Lock() if engine.dialect.name == "sqlite" else None)
-        # Rows waiting for the next group commit (add_durably), and the task that writes them.
+        self._threads_engine = threads_engine
+        self._thread_writer = (threads_engine.execution_options(**{WRITE: True})
+                               if threads_engine is not None else None)
+        self._read_threads = ThreadPoolExecutor(2, thread_name_prefix="board-db-read")
+        self._write_thread = ThreadPoolExecutor(1, thread_name_prefix="board-db-write")
+        # Jobs waiting for the next grouped transaction (SQLite), and the task that runs them.
+        self._jobs: list[tuple[Callable[[Session], Any], asyncio.Future[Any]]] = []
+        self._job_runner: asyncio.Task[None] | None = None
+        # PostgreSQL: rows waiting for the next group commit (add_durably), and their writer.
         self._rows: list[tuple[Any, asyncio.Future[None]]] = []
         self._row_writer: asyncio.Task[None] | None = None
+
+    @classmethod
+    def open(cls, url: str, *, busy_timeout: float = 5.0) -> Store:
+        engine = make_engine(url, busy_timeout=busy_timeout)
+        threads = (make_sqlite_threads_engine(url, busy_timeout=busy_timeout)
+                   if engine.dialect.name == "sqlite" else None)
+        return cls(engine, threads)
+
+    async def close(self) -> None:
+        if self._job_runner is not None:
+            await asyncio.shield(self._job_runner)
+        self._read_threads.shutdown(wait=True)
+        self._write_thread.shutdown(wait=True)
+        if self._threads_engine is not None:
+            self._threads_engine.dispose()
+        await self.engine.dispose()
 
     @asynccontextmanager
     async def read(self, within: AsyncSession | None = None) -> AsyncIterator[AsyncSession]:
@@ -142,10 +212,79 @@ class Store:
                     async with session.begin():
                         yield session
 
+    async def query(self, job: Callable[[Session], T]) -> T:
+        """``job(session)``'s result, read in one go (see the class)."""
+        if self._threads_engine is None:
+            async with self.read() as session:
+                return await session.run_sync(_as_sqlmodel(job))
+        threads_engine = self._threads_engine
+
+        def run() -> T:
+            with Session(threads_engine, expire_on_commit=False) as session:
+                return job(session)
+
+        with storage_errors():
+            return await asyncio.get_running_loop().run_in_executor(self._read_threads, run)
+
+    async def transact(self, job: Callable[[Session], T]) -> T:
+        """Run ``job(session)`` in a write transaction and return its result once committed.
+
+        On SQLite the jobs that arrive while a transaction is under way share the next one
+        (group commit), each in its own savepoint: a job that raises (a rule violation) is
+        rolled back alone, and the others commit. Raises what ``write()`` raises.
+        """
+        if self._thread_writer is None:
+            async with self.write() as session:
+                return await session.run_sync(_as_sqlmodel(job))
+        done: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._jobs.append((job, done))
+        if self._job_runner is None:
+            self._job_runner = asyncio.create_task(self._run_jobs())
+        return await done
+
+    async def _run_jobs(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self._jobs:
+                batch, self._jobs = self._jobs, []
+                try:
+                    async with self._turn():
+                        with storage_errors():
+                            outcomes = await loop.run_in_executor(
+                                self._write_thread, self._run_batch, [job for job, _ in batch])
+                except Exception as exc:  # the transaction failed: every job of it alike
+                    outcomes = [(False, exc)] * len(batch)
+                for (_, done), (ok, value) in zip(batch, outcomes, strict=True):
+                    if done.done():
+                        continue
+                    if ok:
+                        done.set_result(value)
+                    else:
+                        done.set_exception(_storage_error(value))
+        finally:
+            self._job_runner = None
+
+    def _run_batch(self, jobs: list[Callable[[Session], Any]]) -> list[tuple[bool, Any]]:
+        """In the write thread: one transaction, one savepoint per job."""
+        assert self._thread_writer is not None
+        outcomes: list[tuple[bool, Any]] = []
+        with Session(self._thread_writer, expire_on_commit=False) as session:
+            with session.begin():
+                for job in jobs:
+                    try:
+                        with session.begin_nested():
+                            outcomes.append((True, job(session)))
+                    except Exception as exc:
+                        outcomes.append((False, exc))
+        return outcomes
+
     async def add_durably(self, row: Any) -> None:
         """Insert one row and return once it is committed. Rows added while a commit is under
         way share the next transaction (group commit): a wave of 1,000 joins costs a few
         commits and fsyncs, not one each. Raises what ``write()`` raises."""
+        if self._thread_writer is not None:
+            await self.transact(lambda session: session.add(row))
+            return
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._rows.append((row, done))
         if self._row_writer is None:
@@ -184,9 +323,8 @@ class Store:
     # --- reads -------------------------------------------------------------------------
 
     @staticmethod
-    async def board_by_code(session: AsyncSession, join_code: str) -> Board | None:
-        result = await session.exec(select(Board).where(Board.join_code == join_code))
-        return result.first()
+    def board_by_code(session: Session, join_code: str) -> Board | None:
+        return session.exec(_BOARD_BY_CODE, params={"join_code": join_code}).first()
 
     @staticmethod
     async def columns(session: AsyncSession, board_id: int) -> list[BoardColumn]:
@@ -205,15 +343,10 @@ class Store:
         return list(result.all())
 
     @staticmethod
-    async def participant_by_token(
-        session: AsyncSession, *, board_id: int, token_hash: str
-    ) -> Participant | None:
-        result = await session.exec(
-            select(Participant).where(
-                Participant.token_hash == token_hash, Participant.board_id == board_id
-            )
-        )
-        return result.first()
+    def participant_by_token(session: Session, *, board_id: int,
+                             token_hash: str) -> Participant | None:
+        return session.exec(_PARTICIPANT_BY_TOKEN, params={
+            "token_hash": token_hash, "board_id": board_id}).first()
 
     @staticmethod
     async def events_since(
@@ -244,24 +377,31 @@ class Store:
     # --- writes (call inside `write()`) ------------------------------------------------
 
     @staticmethod
-    async def take_seq(session: AsyncSession, board_id: int) -> int:
+    def take_seq(session: Session, board_id: int) -> int:
         """The board's next seq; the row lock it takes orders concurrent writers."""
-        result = await session.execute(
-            sa.update(Board)
-            .where(col(Board.id) == board_id)
-            .values(seq=col(Board.seq) + 1)
-            .returning(col(Board.seq))
-        )
-        return int(result.scalar_one())
+        # Core: no ORM bookkeeping for one value.
+        return int(session.connection().execute(_TAKE_SEQ, {"board_id": board_id}).scalar_one())
 
     @staticmethod
-    def log_event(session: AsyncSession, event: Event) -> None:
+    def log_event(session: Session | AsyncSession, event: Event) -> None:
         """Append the event to the log in the caller's transaction."""
-        session.add(
-            BoardEvent(
-                board_id=event.board_id,
-                seq=event.seq or 0,
-                type=event.type,
-                data=json.dumps(event.data, ensure_ascii=False, separators=(",", ":")),
-            )
-        )
+        session.add(BoardEvent(**_event_row(event)))
+
+    @staticmethod
+    def append_event(session: Session, event: Event) -> None:
+        """log_event as one plain INSERT, written at once (the post path: no unit of work)."""
+        session.connection().execute(sa.insert(BoardEvent), _event_row(event))
+
+
+# Statements of the hottest paths, built once (building one costs as much as running it).
+_BOARD_BY_CODE = select(Board).where(col(Board.join_code) == sa.bindparam("join_code"))
+_PARTICIPANT_BY_TOKEN = select(Participant).where(
+    col(Participant.token_hash) == sa.bindparam("token_hash"),
+    col(Participant.board_id) == sa.bindparam("board_id"))
+_TAKE_SEQ = (sa.update(Board).where(col(Board.id) == sa.bindparam("board_id"))
+             .values(seq=col(Board.seq) + 1).returning(col(Board.seq)))
+
+
+def _event_row(event: Event) -> dict[str, Any]:
+    return {"board_id": event.board_id, "seq": event.seq or 0, "type": event.type,
+            "data": json.dumps(event.data, ensure_ascii=False, separators=(",", ":"))}
