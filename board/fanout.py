@@ -243,8 +243,7 @@ class Feed:
         try:
             async with self.fanout.hub.subscribe(self.board_id) as sub:
                 # Subscribed first, then read the seq: nothing can fall between the two.
-                async with store.read() as session:
-                    board = await session.get(Board, self.board_id)
+                board = await store.query(lambda session: session.get(Board, self.board_id))
                 if board is None:
                     raise LookupError(f"board {self.board_id} is gone")
                 self.last_seq, self.join_code = board.seq, board.join_code
@@ -282,10 +281,9 @@ class Feed:
 
     async def _fill(self, *, until: int | None) -> None:
         """Broadcast the logged events after the last one delivered (up to ``until``)."""
-        async with self.fanout.store.read() as session:
-            missing = await self.fanout.store.events_since(
-                session, board_id=self.board_id, since=self.last_seq, until=until
-            )
+        since = self.last_seq
+        missing = await self.fanout.store.query(lambda session: Store.events_since(
+            session, board_id=self.board_id, since=since, until=until))
         for gap_event in missing:
             self._broadcast(gap_event)
 

@@ -349,20 +349,20 @@ class Store:
             "token_hash": token_hash, "board_id": board_id}).first()
 
     @staticmethod
-    async def events_since(
-        session: AsyncSession, *, board_id: int, since: int, until: int | None = None
+    def events_since(
+        session: Session, *, board_id: int, since: int, until: int | None = None
     ) -> list[Event]:
         query = select(BoardEvent).where(BoardEvent.board_id == board_id, BoardEvent.seq > since)
         if until is not None:
             query = query.where(BoardEvent.seq <= until)
-        result = await session.exec(query.order_by(col(BoardEvent.seq)))
+        result = session.exec(query.order_by(col(BoardEvent.seq)))
         return [
             Event(board_id=board_id, seq=row.seq, type=row.type, data=json.loads(row.data))
             for row in result.all()
         ]
 
     @staticmethod
-    async def invisible_card_ids(session: AsyncSession, board: Board,
+    def invisible_card_ids(session: Session, board: Board,
                                  participant_id: int | None) -> frozenset[int]:
         """Cards a non-animator cannot see now: hidden, deleted, merged, or another's while
         silent writing is on."""
@@ -371,7 +371,7 @@ class Store:
         if board.silent:
             hidden = sa.or_(hidden, sa.or_(col(Card.participant_id).is_(None),
                                            col(Card.participant_id) != (participant_id or -1)))
-        result = await session.exec(select(Card.id).where(Card.board_id == board.id, hidden))
+        result = session.exec(select(Card.id).where(Card.board_id == board.id, hidden))
         return frozenset(i for i in result.all() if i is not None)
 
     # --- writes (call inside `write()`) ------------------------------------------------

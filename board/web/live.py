@@ -14,13 +14,16 @@ import logging
 import time
 from typing import Any
 
+from sqlmodel import Session
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from board.commands import PUBLIC, Actor, settings_dict
 from board.errors import RuleViolation
+from board.events import Event
 from board.fanout import Client, DirectWrite, Feed, batch_text
 from board.render import LANGS, Audience
 from board.security import animator_cookie, bearer_token, origin_allowed, participant_cookie
+from board.store import Store
 from board.tables import Board
 from board.web.common import client_ip, error_json, find_board, services
 
@@ -151,18 +154,22 @@ async def _catch_up(websocket: WebSocket, board_id: int, actor: Actor, client: C
     """Send exactly what the caller missed, or a snapshot when that is too much or unknown."""
     svc = services(websocket)
     store, renderer, audience = svc.store, svc.renderer, client.audience
-    async with store.read() as session:
-        fresh = await session.get(Board, board_id)
+
+    def read(session: Session) -> tuple[Board, list[Event] | None, frozenset[int] | None]:
+        fresh = session.get(Board, board_id)
         assert fresh is not None
         current = fresh.seq
-        far = since is None or since < 0 or since > current or (
-            current - since > svc.settings.snapshot_after)
-        if not far:
-            assert since is not None
-            events = await store.events_since(session, board_id=board_id, since=since,
-                                              until=current)
-            invisible = None if audience.animator else await store.invisible_card_ids(
-                session, fresh, actor.participant_id)
+        if since is None or since < 0 or since > current or (
+                current - since > svc.settings.snapshot_after):
+            return fresh, None, None  # far behind, or a newcomer: a snapshot
+        return fresh, Store.events_since(session, board_id=board_id, since=since,
+                                         until=current), (
+            None if audience.animator else Store.invisible_card_ids(
+                session, fresh, actor.participant_id))
+
+    fresh, events, invisible = await store.query(read)
+    current = fresh.seq
+    far = events is None
     if far:
         # The board as this caller may see it: a participant's own cards stay in view during
         # silent writing; a projector (or an animator cookie on a public view) sees the public.
@@ -184,7 +191,7 @@ async def _catch_up(websocket: WebSocket, board_id: int, actor: Actor, client: C
         client.last_seq = current
         return
     st = settings_dict(fresh)
-    for event in events:
+    for event in events or ():
         await send(websocket, renderer.frame(event, audience, fresh.join_code, st, invisible))
     client.last_seq = current
 
