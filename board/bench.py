@@ -431,18 +431,28 @@ class KeepAlivePool:
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n{extra}\r\n"
         ).encode() + body
         async with self.slots, asyncio.timeout(within):
-            if self.idle:
-                reader, writer = self.idle.pop()
-            else:
-                reader, writer = await asyncio.open_connection(
+            while True:
+                reused = bool(self.idle)
+                reader, writer = self.idle.pop() if reused else await asyncio.open_connection(
                     self.host, self.port,
                     ssl=ssl.create_default_context() if self.secure else None)
+                try:
+                    writer.write(request)
+                    head = await reader.readuntil(b"\r\n\r\n")
+                except (OSError, asyncio.IncompleteReadError):
+                    writer.close()
+                    if reused:  # the server closed it while idle (keep-alive timeout): again
+                        continue
+                    raise
+                except BaseException:
+                    writer.close()
+                    raise
+                break
             try:
-                writer.write(request)
-                head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
-                status = int(head[0].split(" ", 2)[1])
+                lines = head.decode("latin-1").split("\r\n")
+                status = int(lines[0].split(" ", 2)[1])
                 fields = {k.strip().lower(): v.strip()
-                          for k, _, v in (line.partition(":") for line in head[1:] if line)}
+                          for k, _, v in (line.partition(":") for line in lines[1:] if line)}
                 data = await reader.readexactly(int(fields.get("content-length", "0")))
             except BaseException:
                 writer.close()
