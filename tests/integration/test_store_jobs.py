@@ -1,0 +1,123 @@
+"""Store.transact and Store.query on a real database file (or PostgreSQL database): jobs that
+arrive together share one transaction on SQLite, each in its own savepoint, so one job's
+refusal never undoes or blocks the others, and every caller learns its own outcome."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+from sqlmodel import Session, func, select
+
+from board.commands import Actor, Commands
+from board.errors import RuleViolation
+from board.hub import MemoryHub
+from board.migrate import upgrade
+from board.settings import Settings
+from board.store import Store
+from board.tables import Board, BoardColumn, Card
+from tests.conftest import drop_database, fresh_database_url
+
+
+@pytest.fixture
+async def commands(tmp_path: Path) -> AsyncIterator[Commands]:
+    url = fresh_database_url(tmp_path / "jobs.db")
+    await asyncio.to_thread(upgrade, url)
+    store = Store.open(url)
+    try:
+        yield Commands(store, MemoryHub(), Settings(database_url=url))
+    finally:
+        await store.close()
+        drop_database(url)
+
+
+async def _board(commands: Commands) -> tuple[Board, int, Actor]:
+    created = await commands.create_board(title="Jobs", columns=["Constats", "Enjeux"])
+    board = await commands.find_board(created.board.join_code)
+    column = (await commands.columns(board))[0]
+    _participant, token = await commands.join(board, name="Awa")
+    actor = await commands.authenticate(board, token)
+    assert column.id is not None
+    return board, column.id, actor
+
+
+async def _count_cards(commands: Commands, board_id: int) -> int:
+    return await commands.store.query(lambda session: session.exec(
+        select(func.count()).select_from(Card).where(Card.board_id == board_id)).one())
+
+
+async def test_a_refused_job_is_undone_alone_and_the_others_commit(commands: Commands) -> None:
+    board, column_id, _actor = await _board(commands)
+    assert board.id is not None
+    board_id = board.id
+
+    def rename(title: str, fail: bool) -> Callable[[Session], str]:
+        def job(session: Session) -> str:
+            column = session.get(BoardColumn, column_id)
+            assert column is not None
+            column.title = title
+            session.flush()  # written inside the savepoint before the refusal
+            if fail:
+                raise RuleViolation("invalid_field", field="title")
+            return title
+        return job
+
+    outcomes = await asyncio.gather(
+        commands.store.transact(rename("Un", False)),
+        commands.store.transact(rename("Deux", False)),
+        commands.store.transact(rename("Refusé", True)),
+        return_exceptions=True)
+
+    assert outcomes[:2] == ["Un", "Deux"]
+    assert isinstance(outcomes[2], RuleViolation) and outcomes[2].code == "invalid_field"
+    titles = await commands.store.query(lambda session: [c.title for c in session.exec(
+        select(BoardColumn).where(BoardColumn.board_id == board_id)
+        .order_by(BoardColumn.position))])
+    assert titles[0] == "Deux"  # the last job that passed; the refused rename left no trace
+
+
+async def test_many_posts_at_once_each_get_their_own_card_and_seq(commands: Commands) -> None:
+    board, column_id, actor = await _board(commands)
+    assert board.id is not None
+    results = await asyncio.gather(*(
+        commands.post_card(board, actor, column_id=column_id, text=f"Idée {i}",
+                           client_id=f"c{i}") for i in range(60)))
+
+    assert all(r.created for r in results)
+    assert len({r.card.id for r in results}) == 60
+    seqs = sorted(r.event.seq for r in results if r.event is not None and r.event.seq)
+    assert len(set(seqs)) == 60 and seqs == list(range(seqs[0], seqs[0] + 60))
+    assert await _count_cards(commands, board.id) == 60
+
+
+async def test_a_retry_in_the_same_group_gets_the_same_card(commands: Commands) -> None:
+    """A flaky network sends the same card twice at once: one card, the same id twice."""
+    board, column_id, actor = await _board(commands)
+    assert board.id is not None
+    first, again = await asyncio.gather(
+        commands.post_card(board, actor, column_id=column_id, text="Un seul bus",
+                           client_id="same-key"),
+        commands.post_card(board, actor, column_id=column_id, text="Un seul bus",
+                           client_id="same-key"))
+
+    assert first.card.id == again.card.id
+    assert sorted([first.created, again.created]) == [False, True]
+    assert await _count_cards(commands, board.id) == 1
+
+
+async def test_refused_posts_among_good_ones_lose_nothing(commands: Commands) -> None:
+    board, column_id, actor = await _board(commands)
+    assert board.id is not None
+    attempts = []
+    for i in range(30):
+        bad_column = i % 3 == 0
+        attempts.append(commands.post_card(
+            board, actor, column_id=999_999 if bad_column else column_id,
+            text=f"Carte {i}", client_id=f"k{i}"))
+    outcomes = await asyncio.gather(*attempts, return_exceptions=True)
+
+    refused = [o for o in outcomes if isinstance(o, RuleViolation)]
+    assert len(refused) == 10 and {o.code for o in refused} == {"unknown_column"}
+    assert await _count_cards(commands, board.id) == 20
