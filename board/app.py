@@ -11,7 +11,9 @@ from collections.abc import AsyncIterator
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.routing import Mount
+from starlette.routing import Match, Mount, WebSocketRoute
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
 
 from board import assets, paths
 from board.archive import Archive
@@ -40,6 +42,29 @@ RETENTION_EVERY = 3600.0  # seconds between two retention sweeps
 
 class MissingAssets(RuntimeError):
     pass
+
+
+class BoardApp(Starlette):
+    """Starlette, except that the live socket goes straight to its endpoint.
+
+    None of the middleware acts on a websocket (security headers, body limit and gzip are
+    HTTP's), but each layer, the router and Starlette's wrappers are coroutine frames that
+    every open socket keeps suspended for hours: a few KiB per socket, times thousands of
+    phones in a plenary. An exception from the endpoint reaches uvicorn, which closes the
+    socket with 1011, as it did through the stack."""
+
+    socket_route: WebSocketRoute | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        route = self.socket_route
+        if scope["type"] == "websocket" and route is not None:
+            match, child = route.matches(scope)
+            if match is Match.FULL:
+                scope["app"] = self
+                scope.update(child)
+                await route.endpoint(WebSocket(scope, receive, send))
+                return
+        await super().__call__(scope, receive, send)
 
 
 async def _retention_loop(archive: Archive, settings: Settings) -> None:
@@ -100,7 +125,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Sta
             await hub.close()
             await store.close()
 
-    app = Starlette(
+    app = BoardApp(
         routes=[
             *api.routes,
             *pages.routes,
@@ -127,6 +152,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Sta
     )
     # A trailing slash is an unknown path (JSON 404), not an empty 307 to another URL.
     app.router.redirect_slashes = False
+    app.socket_route = api.events_route
     return app
 
 

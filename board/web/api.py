@@ -15,7 +15,15 @@ from board.errors import RuleViolation
 from board.presets import TEMPLATES
 from board.security import bearer_token
 from board.tables import Board
-from board.web.common import base_url, client_ip, find_board, limit_post, read_json, services
+from board.web.common import (
+    base_url,
+    client_ip,
+    find_board,
+    find_board_and_actor,
+    limit_post,
+    read_json,
+    services,
+)
 from board.web.live import events_endpoint
 
 
@@ -32,20 +40,15 @@ def board_urls(request: Request, join_code: str, animator_token: str | None = No
 
 
 async def _board_and_actor(request: Request, *, required: bool) -> tuple[Board, Actor]:
-    svc = services(request)
-    board = await find_board(request, request.path_params["join_code"])
-    actor = await svc.commands.authenticate(board, bearer_token(request.headers),
-                                            required=required)
-    return board, actor
+    return await find_board_and_actor(request, request.path_params["join_code"],
+                                      bearer_token(request.headers), required=required)
 
 
 async def _animator_of(request: Request) -> tuple[Board, Actor]:
     """An animator-only action: no token, a token of another board or a participant's token
     are all the same refusal, 403 animator_only (as the facilitation API specifies)."""
-    board = await find_board(request, request.path_params["join_code"])
     try:
-        actor = await services(request).commands.authenticate(
-            board, bearer_token(request.headers), required=True)
+        board, actor = await _board_and_actor(request, required=True)
     except RuleViolation as error:
         if error.code in ("auth_required", "invalid_token"):
             raise RuleViolation("animator_only") from error
@@ -260,6 +263,9 @@ async def patch_column(request: Request) -> JSONResponse:
     return JSONResponse({"id": column.id, "title": column.title})
 
 
+# The live socket (pages and API clients); the app serves it ahead of its middleware.
+events_route = WebSocketRoute("/api/v1/boards/{join_code}/events", events_endpoint)
+
 routes = [
     Route("/api/v1/health", health),
     Route("/api/v1/templates", list_templates),
@@ -281,5 +287,5 @@ routes = [
     Route("/api/v1/events", create_event, methods=["POST"]),
     Route("/api/v1/events/{event_id}", get_event, methods=["GET"]),
     Route("/api/v1/events/{event_id}/boards", add_event_board, methods=["POST"]),
-    WebSocketRoute("/api/v1/boards/{join_code}/events", events_endpoint),
+    events_route,
 ]
