@@ -292,19 +292,31 @@ class Commands:
     async def authenticate(self, board: Board, token: str | None, *,
                            required: bool = False) -> Actor:
         """Who holds this token on this board: animator, participant, or nobody."""
-        if not token:
-            if required:
-                raise RuleViolation("auth_required")
-            return PUBLIC
-        if secret_matches(token, board.animator_secret_hash):
-            return Actor("animator", name=None)
-        board_id, token_hash = board.id, hash_secret(token)
+        board_id = board.id
         assert board_id is not None
-        participant = await self.store.query(lambda session: Store.participant_by_token(
-            session, board_id=board_id, token_hash=token_hash))
-        if participant is None:
-            raise RuleViolation("invalid_token")
-        return Actor("participant", participant_id=participant.id, name=participant.name)
+        return await self.store.query(
+            lambda session: _actor(session, board, board_id, token, required))
+
+    async def board_and_actor(self, join_code: str, token: str | None, *,
+                              required: bool = False) -> tuple[Board, Actor]:
+        """find_board, then authenticate, read in one go (each API request starts so)."""
+        code = domain.normalize_join_code(join_code)
+
+        def read(session: Session) -> tuple[Board | None, Actor | RuleViolation]:
+            board = Store.board_by_code(session, code)
+            if board is None or board.id is None:
+                return None, PUBLIC
+            try:
+                return board, _actor(session, board, board.id, token, required)
+            except RuleViolation as refusal:  # after the board's own refusal, if any
+                return board, refusal
+
+        board, actor = await self.store.query(read)
+        if board is None:
+            raise RuleViolation("unknown_board", code=code[:12])
+        if isinstance(actor, RuleViolation):
+            raise actor
+        return board, actor
 
     async def columns(self, board: Board) -> list[BoardColumn]:
         assert board.id is not None
@@ -808,6 +820,22 @@ def locked_board(session: Session, board_id: int) -> Board:
     if board is None:
         raise RuleViolation("unknown_board", code="?")
     return board
+
+
+def _actor(session: Session, board: Board, board_id: int, token: str | None,
+           required: bool) -> Actor:
+    """Who holds this token on this board: animator, participant, or nobody."""
+    if not token:
+        if required:
+            raise RuleViolation("auth_required")
+        return PUBLIC
+    if secret_matches(token, board.animator_secret_hash):
+        return Actor("animator", name=None)
+    participant = Store.participant_by_token(session, board_id=board_id,
+                                             token_hash=hash_secret(token))
+    if participant is None:
+        raise RuleViolation("invalid_token")
+    return Actor("participant", participant_id=participant.id, name=participant.name)
 
 
 def _check_open(board: Board) -> None:

@@ -12,7 +12,7 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from board.archive import Archive
-from board.commands import Commands
+from board.commands import Actor, Commands
 from board.errors import RuleViolation
 from board.fanout import Fanout
 from board.hub import Hub
@@ -50,10 +50,17 @@ def client_ip(conn: HTTPConnection) -> str:
 
 async def find_board(conn: HTTPConnection, raw_code: str) -> Board:
     """Look a join code up; an address that keeps trying unknown codes is slowed down."""
+    board, _ = await find_board_and_actor(conn, raw_code, None)
+    return board
+
+
+async def find_board_and_actor(conn: HTTPConnection, raw_code: str, token: str | None, *,
+                               required: bool = False) -> tuple[Board, Actor]:
+    """find_board, and who holds ``token`` on that board, in one read."""
     svc, ip = services(conn), client_ip(conn)
     await svc.limits.check("code_miss_ip", ip)
     try:
-        return await svc.commands.find_board(raw_code)
+        return await svc.commands.board_and_actor(raw_code, token, required=required)
     except RuleViolation as error:
         if error.code == "unknown_board":
             await svc.limits.hit("code_miss_ip", ip)

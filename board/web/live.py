@@ -18,6 +18,7 @@ from sqlmodel import Session
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from board.commands import PUBLIC, Actor, settings_dict
+from board.domain import normalize_join_code
 from board.errors import RuleViolation
 from board.events import Event
 from board.fanout import Client, DirectWrite, Feed, batch_text
@@ -25,7 +26,13 @@ from board.render import LANGS, Audience
 from board.security import animator_cookie, bearer_token, origin_allowed, participant_cookie
 from board.store import Store
 from board.tables import Board
-from board.web.common import client_ip, error_json, find_board, services
+from board.web.common import (
+    client_ip,
+    error_json,
+    find_board,
+    find_board_and_actor,
+    services,
+)
 
 log = logging.getLogger("board.live")
 
@@ -86,8 +93,7 @@ async def events_endpoint(websocket: WebSocket) -> None:
         await deny(websocket, RuleViolation("invalid_field", field="view"))
         return
     try:
-        board = await find_board(websocket, websocket.path_params["join_code"])
-        actor = await _actor(websocket, board, view)
+        board, actor = await _board_and_actor(websocket, view)
         if view == "animator" and not actor.is_animator:
             raise RuleViolation("animator_only")
     except RuleViolation as error:
@@ -135,18 +141,20 @@ async def _serve(websocket: WebSocket, board_id: int, code: str, actor: Actor,
         await close_within(websocket, CLOSE_TRY_AGAIN, "try again")
 
 
-async def _actor(websocket: WebSocket, board: Board, view: str) -> Actor:
+async def _board_and_actor(websocket: WebSocket, view: str) -> tuple[Board, Actor]:
     """Bearer header for API clients (strict); the page's cookie otherwise (lenient)."""
-    commands = services(websocket).commands
+    raw_code = websocket.path_params["join_code"]
     token = bearer_token(websocket.headers)
     if token is not None:
-        return await commands.authenticate(board, token)
+        return await find_board_and_actor(websocket, raw_code, token)
     name = animator_cookie if view == "animator" else participant_cookie
-    cookie = websocket.cookies.get(name(board.join_code))
+    cookie = websocket.cookies.get(name(normalize_join_code(raw_code)))
     try:
-        return await commands.authenticate(board, cookie)
-    except RuleViolation:
-        return PUBLIC  # a stale cookie still lets a page watch the board
+        return await find_board_and_actor(websocket, raw_code, cookie)
+    except RuleViolation as error:
+        if error.code != "invalid_token":
+            raise
+        return await find_board(websocket, raw_code), PUBLIC  # a stale cookie still watches
 
 
 async def _catch_up(websocket: WebSocket, board_id: int, actor: Actor, client: Client,
