@@ -377,34 +377,48 @@ class RawSocket(asyncio.Protocol):
             self.on_lost(self)
 
 
+def json_post(netloc: str, path: str, payload: Any, headers: dict[str, str]) -> bytes:
+    """An HTTP/1.1 POST of a JSON body, as bytes to write."""
+    body = json.dumps(payload).encode()
+    extra = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: {netloc}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n{extra}\r\n"
+    ).encode() + body
+
+
+async def read_answer(reader: asyncio.StreamReader, head: bytes) -> tuple[int, Any, bool]:
+    """The status, JSON body (None if it is not JSON) and whether the server keeps the
+    connection open, of the answer whose head (up to the blank line) was read."""
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ", 2)[1])
+    fields = {k.strip().lower(): v.strip()
+              for k, _, v in (line.partition(":") for line in lines[1:] if line)}
+    length = fields.get("content-length")
+    data = await (reader.readexactly(int(length)) if length is not None else reader.read())
+    try:
+        answer = json.loads(data or b"null")
+    except ValueError:
+        answer = None
+    return status, answer, length is not None and fields.get("connection") != "close"
+
+
 async def raw_post_json(url: str, payload: Any, within: float) -> tuple[int, Any]:
     """POST a JSON body on a connection of its own (as each phone has), for the join wave:
     httpx's pool costs more CPU per request than the server's join does, with hundreds at once."""
     parts = urlsplit(url)
     secure = parts.scheme == "https"
-    body = json.dumps(payload).encode()
-    request = (
-        f"POST {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
-    ).encode() + body
+    request = json_post(parts.netloc, parts.path, payload, {"Connection": "close"})
     async with asyncio.timeout(within):
         reader, writer = await asyncio.open_connection(
             parts.hostname, parts.port or (443 if secure else 80),
             ssl=ssl.create_default_context() if secure else None)
         try:
             writer.write(request)
-            head = await reader.readuntil(b"\r\n\r\n")
-            lines = head.decode("latin-1").split("\r\n")
-            status = int(lines[0].split(" ", 2)[1])
-            length = next((int(line.split(":", 1)[1]) for line in lines[1:]
-                           if line.lower().startswith("content-length:")), None)
-            data = await (reader.readexactly(length) if length is not None else reader.read())
+            status, answer, _ = await read_answer(reader, await reader.readuntil(b"\r\n\r\n"))
         finally:
             writer.close()
-    try:
-        return status, json.loads(data or b"null")
-    except ValueError:
-        return status, None
+    return status, answer
 
 
 class KeepAlivePool:
@@ -424,12 +438,7 @@ class KeepAlivePool:
 
     async def post_json(self, path: str, payload: Any, headers: dict[str, str],
                         within: float) -> tuple[int, Any]:
-        body = json.dumps(payload).encode()
-        extra = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
-        request = (
-            f"POST {self.prefix}{path} HTTP/1.1\r\nHost: {self.netloc}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n{extra}\r\n"
-        ).encode() + body
+        request = json_post(self.netloc, self.prefix + path, payload, headers)
         async with self.slots, asyncio.timeout(within):
             while True:
                 reused = bool(self.idle)
@@ -449,22 +458,15 @@ class KeepAlivePool:
                     raise
                 break
             try:
-                lines = head.decode("latin-1").split("\r\n")
-                status = int(lines[0].split(" ", 2)[1])
-                fields = {k.strip().lower(): v.strip()
-                          for k, _, v in (line.partition(":") for line in lines[1:] if line)}
-                data = await reader.readexactly(int(fields.get("content-length", "0")))
+                status, answer, keep = await read_answer(reader, head)
             except BaseException:
                 writer.close()
                 raise
-            if fields.get("connection", "").lower() == "close":
-                writer.close()
-            else:
+            if keep:
                 self.idle.append((reader, writer))
-        try:
-            return status, json.loads(data or b"null")
-        except ValueError:
-            return status, None
+            else:
+                writer.close()
+        return status, answer
 
     def close(self) -> None:
         for _, writer in self.idle:

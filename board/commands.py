@@ -302,21 +302,13 @@ class Commands:
         """find_board, then authenticate, read in one go (each API request starts so)."""
         code = domain.normalize_join_code(join_code)
 
-        def read(session: Session) -> tuple[Board | None, Actor | RuleViolation]:
+        def read(session: Session) -> tuple[Board, Actor]:
             board = Store.board_by_code(session, code)
             if board is None or board.id is None:
-                return None, PUBLIC
-            try:
-                return board, _actor(session, board, board.id, token, required)
-            except RuleViolation as refusal:  # after the board's own refusal, if any
-                return board, refusal
+                raise RuleViolation("unknown_board", code=code[:12])
+            return board, _actor(session, board, board.id, token, required)
 
-        board, actor = await self.store.query(read)
-        if board is None:
-            raise RuleViolation("unknown_board", code=code[:12])
-        if isinstance(actor, RuleViolation):
-            raise actor
-        return board, actor
+        return await self.store.query(read)
 
     async def columns(self, board: Board) -> list[BoardColumn]:
         assert board.id is not None
@@ -407,8 +399,8 @@ class Commands:
                 "board_id": board_id, "author_key": actor.author_key,
                 "client_id": str(client_id)}).scalar()
             if existing is not None:
-                return PostResult(card=row_of_board(session, Card, board_id, existing, ""),
-                                  created=False)
+                return PostResult(card=row_of_board(
+                    session, Card, board_id, existing, "unknown_card"), created=False)
             if fresh.frozen:
                 raise RuleViolation("board_frozen")
             domain.check_can_post(phase=fresh.phase, locked=fresh.locked,
@@ -422,10 +414,7 @@ class Commands:
                 seq=Store.take_seq(session, board_id),
             )
             card.id = db.execute(_INSERT_CARD, card.model_dump(exclude={"id"})).scalar_one()
-            data = card_dict(card)
-            if fresh.silent:
-                data["silent"] = True
-            event = Event(board_id, card.seq, "card.posted", data)
+            event = Event(board_id, card.seq, "card.posted", _card_event(card, fresh.silent))
             Store.append_event(session, event)
             return PostResult(card=card, created=True, event=event)
 
@@ -477,11 +466,11 @@ class Commands:
             await session.flush()
             if moved or edited:
                 events.append(await self._emit(session, board.id, "card.updated",
-                                               _card_event(card, fresh)))
+                                               _card_event(card, fresh.silent)))
             if visibility:
                 events.append(await self._emit(
                     session, board.id, "card.hidden" if card.hidden else "card.restored",
-                    _card_event(card, fresh)))
+                    _card_event(card, fresh.silent)))
         await self._publish(*events)
         return card
 
@@ -533,7 +522,7 @@ class Commands:
             votes = await self._count_votes(session, card_id=target_id)
             event = await self._emit(session, board.id, "card.merged", {
                 "id": source.id, "column_id": source.column_id,
-                "into": _card_event(target, fresh), "votes": votes})
+                "into": _card_event(target, fresh.silent), "votes": votes})
         await self.hub.publish(event)
         return target
 
@@ -851,10 +840,10 @@ def _as_id(value: object, field_name: str) -> int:
     return value
 
 
-def _card_event(card: Card, board: Board) -> dict[str, Any]:
+def _card_event(card: Card, silent: bool) -> dict[str, Any]:
     """A card as a card event carries it: flagged while silent writing hides it from others."""
     data = card_dict(card)
-    if board.silent:
+    if silent:
         data["silent"] = True
     return data
 

@@ -51,7 +51,6 @@ class RateLimits:
             RedisStorage(redis_storage_uri(shared), implementation="redispy",
                          key_prefix="atelier_board", socket_connect_timeout=1,
                          socket_timeout=1)) if shared else None
-        self.shared = shared is not None
         self._local = MovingWindowRateLimiter(MemoryStorage())
         self._rules: dict[str, RateLimitItem] = {
             "post_participant": parse(settings.rate_posts_per_participant),

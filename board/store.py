@@ -105,26 +105,29 @@ def _retryable(exc: sa_exc.DBAPIError) -> bool:
 def storage_errors() -> Iterator[None]:
     try:
         yield
-    except sa_exc.DBAPIError as exc:
-        if not _retryable(exc):
+    except Exception as exc:
+        refusal = unavailable(exc)
+        if refusal is None:
             raise
+        raise refusal from exc
+
+
+def unavailable(exc: BaseException) -> RuleViolation | None:
+    """The retryable ``unavailable`` refusal a storage failure becomes, or None for an error
+    that says "wrong" rather than "not now" (it stays as it is)."""
+    if isinstance(exc, sa_exc.DBAPIError):
+        if not _retryable(exc):
+            return None
         log.warning("storage unavailable: %s", str(exc.orig or exc).splitlines()[0][:200])
-        raise RuleViolation("unavailable") from exc
-    except (OSError, TimeoutError, sa_exc.TimeoutError) as exc:
+    elif isinstance(exc, OSError | TimeoutError | sa_exc.TimeoutError):
         # asyncpg's connect: connection refused, unreachable, timed out (not DBAPI errors);
         # or no pooled connection free in time.
         log.warning("storage unavailable: %s", str(exc)[:200])
-        raise RuleViolation("unavailable") from exc
-
-
-def _storage_error(exc: BaseException) -> BaseException:
-    """What a job's exception becomes for its caller (as storage_errors() maps it)."""
-    try:
-        with storage_errors():
-            raise exc
-    except BaseException as mapped:  # noqa: BLE001 - handed back, not swallowed
-        return mapped
-    return exc
+    else:
+        return None
+    refusal = RuleViolation("unavailable")
+    refusal.__cause__ = exc
+    return refusal
 
 
 def _as_sqlmodel(job: Callable[[Session], T]) -> Callable[[Any], T]:
@@ -260,7 +263,7 @@ class Store:
                     if ok:
                         done.set_result(value)
                     else:
-                        done.set_exception(_storage_error(value))
+                        done.set_exception(unavailable(value) or value)
         finally:
             self._job_runner = None
 
