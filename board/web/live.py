@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Any
 
 from sqlmodel import Session
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -24,6 +23,7 @@ from board.events import Event
 from board.fanout import Client, DirectWrite, Feed, batch_text
 from board.render import LANGS, Audience
 from board.security import animator_cookie, bearer_token, origin_allowed, participant_cookie
+from board.socket_protocol import DIRECT_WRITE
 from board.store import Store
 from board.tables import Board
 from board.web.common import (
@@ -307,47 +307,9 @@ async def _pump(websocket: WebSocket, client: Client) -> None:
 def _direct_writer(websocket: WebSocket) -> DirectWrite | None:
     """A way to write prepared frames straight to this socket's transport, or None.
 
-    Only behind uvicorn's websockets-sansio protocol without compression (``board serve``):
-    the ASGI ``send`` of each frame (several coroutine layers, one websocket frame encoded per
-    socket) is then skipped, and one encoding of a frame serves a whole audience. Data frames
-    change nothing in the protocol's state, so its later sends and close are unaffected; while
-    the transport is over its high-water mark, or closing, frames wait for the ASGI path."""
-    proto = _uvicorn_protocol(websocket)
-    if proto is None:
-        return None
-    transport = proto.transport
-    writable = proto.writable
-
-    def write(data: bytes) -> bool:
-        if (proto.close_sent or proto.disconnected or not writable.is_set()
-                or transport.is_closing()):
-            return False
-        transport.write(data)
-        return True
-
+    Offered by ``board serve``'s socket protocol (without compression): the ASGI ``send`` of
+    each frame (several coroutine layers, one websocket frame encoded per socket) is then
+    skipped, and one encoding of a frame serves a whole audience. Under another server,
+    every frame takes the ASGI path."""
+    write: DirectWrite | None = websocket.scope.get("extensions", {}).get(DIRECT_WRITE)
     return write
-
-
-def _uvicorn_protocol(websocket: WebSocket) -> Any | None:
-    """The uvicorn protocol object behind the ASGI ``send`` (under starlette's wrappers)."""
-    send: Any = websocket._send  # noqa: SLF001 - read only, to find the transport
-    for _ in range(16):
-        owner = getattr(send, "__self__", None)
-        if owner is not None:
-            break
-        code, cells = getattr(send, "__code__", None), getattr(send, "__closure__", None)
-        if code is None or not cells:
-            return None
-        cell = dict(zip(code.co_freevars, cells, strict=True)).get("send")
-        if cell is None:
-            return None
-        send = cell.cell_contents
-    else:
-        return None
-    if type(owner).__name__ != "WebSocketsSansIOProtocol" or not all(
-            hasattr(owner, name) for name in
-            ("transport", "writable", "close_sent", "disconnected", "conn")):
-        return None
-    if getattr(owner.conn, "extensions", None):  # per-message deflate: frames are not plain
-        return None
-    return owner
