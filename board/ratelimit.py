@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
+from collections import Counter, deque
+from collections.abc import Callable
 
 from limits import RateLimitItem, parse
 from limits.aio.storage import RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter as AsyncMovingWindow
-from limits.storage import MemoryStorage
-from limits.strategies import MovingWindowRateLimiter
 
 from board.errors import RuleViolation
 from board.settings import Settings
@@ -25,6 +24,7 @@ log = logging.getLogger("board.ratelimit")
 PERIODS_FR = {"second": "seconde", "minute": "minute", "hour": "heure", "day": "jour"}
 SHARED_RULES = ("post_participant", "post_ip", "join_ip", "code_miss_ip")
 WARN_EVERY = 30.0  # seconds between two "Redis unreachable" warnings
+SWEEP_EVERY = 60.0  # seconds between two sweeps of the local counters' idle keys
 
 
 def too_many(item: RateLimitItem) -> RuleViolation:
@@ -42,16 +42,63 @@ def redis_storage_uri(url: str) -> str:
     return url if url.startswith("async+") else "async+" + url
 
 
+class LocalWindows:
+    """Moving windows counted in this process's memory: for each rule and key, the times of
+    the hits still inside the window (never more than the rule allows), forgotten lazily.
+
+    The same rule as the Redis limiter's moving window. (limits' own MemoryStorage starts a
+    timer thread to expire its entries, and a post waited for that thread to start: about one
+    post in three on a busy board, and a thread sweeping every key a hundred times a second.)
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._hits: dict[tuple[str, ...], deque[float]] = {}
+        self._windows: dict[str, float] = {}  # rule -> its window, for the sweep
+        self._swept_at = clock()
+
+    def ask(self, item: RateLimitItem, rule: str, *keys: str, count: bool = True) -> bool:
+        """Whether one more hit fits in the window; counted when ``count`` and it fits."""
+        now = self._clock()
+        window = float(item.get_expiry())
+        key = (rule, *keys)
+        times = self._hits.get(key)
+        if times is not None:
+            while times and times[0] <= now - window:
+                times.popleft()
+            if len(times) >= item.amount:
+                return False
+        if count and item.amount > 0:
+            if times is None:
+                times = self._hits[key] = deque()
+                self._windows[rule] = window
+            times.append(now)
+        if now - self._swept_at > SWEEP_EVERY:
+            self._sweep(now)
+        return item.amount > 0
+
+    def _sweep(self, now: float) -> None:
+        """Forget the keys whose last hit left its window (people who went home)."""
+        self._swept_at = now
+        idle = [key for key, times in self._hits.items()
+                if not times or times[-1] <= now - self._windows.get(key[0], 0.0)]
+        for key in idle:
+            del self._hits[key]
+
+    def __len__(self) -> int:
+        return len(self._hits)
+
+
 class RateLimits:
     def __init__(self, settings: Settings) -> None:
         shared = settings.shared_limits()
         # Shared through Redis when configured; otherwise counted in this process's memory
-        # by the synchronous limiter (the asyncio one hands every hit to a thread).
+        # by LocalWindows (no thread, no await).
         self._shared: AsyncMovingWindow | None = AsyncMovingWindow(
             RedisStorage(redis_storage_uri(shared), implementation="redispy",
                          key_prefix="atelier_board", socket_connect_timeout=1,
                          socket_timeout=1)) if shared else None
-        self._local = MovingWindowRateLimiter(MemoryStorage())
+        self._local = LocalWindows()
         self._rules: dict[str, RateLimitItem] = {
             "post_participant": parse(settings.rate_posts_per_participant),
             "post_ip": parse(settings.rate_posts_per_ip),
@@ -74,7 +121,7 @@ class RateLimits:
     async def _ask(self, rule: str, keys: tuple[str, ...], *, count: bool) -> None:
         item = self._rules[rule]
         if self._shared is None:
-            if not (self._local.hit if count else self._local.test)(item, rule, *keys):
+            if not self._local.ask(item, rule, *keys, count=count):
                 raise too_many(item)
             return
         ask = self._shared.hit if count else self._shared.test
@@ -93,7 +140,7 @@ class RateLimits:
     def hit_socket(self, key: str) -> None:
         """One more message on one socket (counted in this worker: the socket lives here)."""
         item = self._rules["ws_message"]
-        if not self._local.hit(item, "ws_message", key):
+        if not self._local.ask(item, "ws_message", key):
             raise too_many(item)
 
     def open_socket(self, ip: str) -> None:
