@@ -411,6 +411,7 @@ class Archive:
             if fresh.event_id is not None and paths:
                 await self._redact_event(session, fresh.event_id, paths)
             await session.execute(sa.delete(Board).where(col(Board.id) == board.id))
+        self.commands.callers.forget_board(board.id)
         await self.commands.hub.publish(Event(board.id, None, "board.deleted", {}))
 
     async def _redact_event(self, session: AsyncSession, event_id: int,

@@ -35,6 +35,8 @@ from board.tables import (
     Synthesis,
     Theme,
     Vote,
+    unvalidated,
+    utcnow,
 )
 
 Role = Literal["animator", "participant", "public"]
@@ -199,6 +201,54 @@ class CreatedBoard:
     animator_token: str
 
 
+@dataclass(frozen=True, slots=True)
+class BoardRef:
+    """What a post or a socket needs of its board before its own transaction reads it."""
+
+    id: int
+    join_code: str
+
+
+CALLERS_TTL = 30.0  # seconds a checked token is trusted without reading it again
+CALLERS_MAX = 50_000  # tokens remembered (a plenary's phones, and then some)
+
+
+class Callers:
+    """Tokens recently checked, with their board and holder, so that a stream of posts (and a
+    wave of sockets) does not read the board and the token's holder again each time.
+
+    Safe to remember because nothing a post or a socket takes from here changes while a board
+    lives: a join code, a board id, a participant's id; the animator secret is never replaced.
+    A participant's name is cleared by anonymisation, which also marks the board anonymous,
+    and posts read that mark in their own transaction (as they read frozen, the phase and the
+    lock). A deleted board is forgotten here at once in its worker, and within the TTL in the
+    others, whose transactions meanwhile find no board and refuse with unknown_board."""
+
+    def __init__(self, ttl: float = CALLERS_TTL, size: int = CALLERS_MAX) -> None:
+        self.ttl, self.size = ttl, size
+        self._entries: dict[tuple[str, str], tuple[float, BoardRef, Actor]] = {}
+
+    def get(self, code: str, token: str) -> tuple[BoardRef, Actor] | None:
+        key = (code, hash_secret(token))
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if time.monotonic() - entry[0] > self.ttl:
+            del self._entries[key]
+            return None
+        return entry[1], entry[2]
+
+    def put(self, code: str, token: str, ref: BoardRef, actor: Actor) -> None:
+        if len(self._entries) >= self.size:  # the oldest first: dicts keep insertion order
+            for key in list(self._entries)[: self.size // 10]:
+                del self._entries[key]
+        self._entries[(code, hash_secret(token))] = (time.monotonic(), ref, actor)
+
+    def forget_board(self, board_id: int) -> None:
+        for key in [k for k, (_, ref, _a) in self._entries.items() if ref.id == board_id]:
+            del self._entries[key]
+
+
 @dataclass
 class PostResult:
     card: Card
@@ -211,6 +261,7 @@ class Commands:
         self.store = store
         self.hub = hub
         self.settings = settings
+        self.callers = Callers()
 
     async def _emit(self, session: AsyncSession, board_id: int, type_: str,
                     data: dict[str, Any]) -> Event:
@@ -310,6 +361,22 @@ class Commands:
 
         return await self.store.query(read)
 
+    async def caller(self, join_code: str, token: str | None, *,
+                     required: bool = False) -> tuple[BoardRef, Actor]:
+        """board_and_actor for who needs only the board's id and code: a token checked in
+        the last seconds is not read again (Callers)."""
+        code = domain.normalize_join_code(join_code)
+        if token:
+            known = self.callers.get(code, token)
+            if known is not None:
+                return known
+        board, actor = await self.board_and_actor(code, token, required=required)
+        assert board.id is not None
+        ref = BoardRef(board.id, board.join_code)
+        if token and actor.role != "public":
+            self.callers.put(code, token, ref, actor)
+        return ref, actor
+
     async def columns(self, board: Board) -> list[BoardColumn]:
         assert board.id is not None
         async with self.store.read() as session:
@@ -367,12 +434,17 @@ class Commands:
             board_id=board.id, name=None if board.anonymous else (clean or None),
             token_hash=hash_secret(token))
         await self.store.add_durably(participant)  # group commit with the others joining now
+        # The new phone opens its socket next: its token need not be read back for it.
+        self.callers.put(domain.normalize_join_code(board.join_code), token,
+                         BoardRef(board.id, board.join_code),
+                         Actor("participant", participant_id=participant.id,
+                               name=participant.name))
         return participant, token
 
     # --- cards ------------------------------------------------------------------------
 
     async def post_card(
-        self, board: Board, actor: Actor, *, column_id: object, text: object,
+        self, board: Board | BoardRef, actor: Actor, *, column_id: object, text: object,
         client_id: object = None,
     ) -> PostResult:
         if actor.role == "public":
@@ -392,7 +464,8 @@ class Commands:
             # Core statements, not ORM objects: this runs hundreds of times a second in a
             # plenary, and the ORM's bookkeeping cost more than SQLite's own work.
             db = session.connection()
-            fresh = db.execute(_POST_BOARD, {"board_id": board_id}).first()
+            fresh = db.execute(_POST_BOARD, {"board_id": board_id,
+                                             "column_id": column_id}).first()
             if fresh is None:
                 raise RuleViolation("unknown_board", code="?")
             existing = db.execute(_POST_EXISTING, {
@@ -405,15 +478,18 @@ class Commands:
                 raise RuleViolation("board_frozen")
             domain.check_can_post(phase=fresh.phase, locked=fresh.locked,
                                   is_animator=actor.is_animator)
-            if db.execute(_COLUMN_BOARD, {"column_id": column_id}).scalar() != board_id:
+            if fresh.column_board != board_id:
                 raise RuleViolation("unknown_column")
-            card = Card(
-                board_id=board_id, column_id=column_id, participant_id=actor.participant_id,
-                author_key=actor.author_key, client_id=str(client_id), text=clean,
-                author=None if fresh.anonymous else actor.name, by_animator=actor.is_animator,
-                seq=Store.take_seq(session, board_id),
-            )
-            card.id = db.execute(_INSERT_CARD, card.model_dump(exclude={"id"})).scalar_one()
+            row: dict[str, Any] = {
+                "board_id": board_id, "column_id": column_id,
+                "participant_id": actor.participant_id, "author_key": actor.author_key,
+                "client_id": str(client_id), "text": clean,
+                "author": None if fresh.anonymous else actor.name,
+                "by_animator": actor.is_animator, "hidden": False, "deleted": False,
+                "theme_id": None, "merged_into": None, "merged_texts": "[]",
+                "seq": Store.take_seq(session, board_id), "created_at": utcnow()}
+            row["id"] = db.execute(_INSERT_CARD, row).scalar_one()
+            card = unvalidated(Card, row)
             event = Event(board_id, card.seq, "card.posted", _card_event(card, fresh.silent))
             Store.append_event(session, event)
             return PostResult(card=card, created=True, event=event)
@@ -773,17 +849,18 @@ Owned = TypeVar("Owned", Card, BoardColumn, Theme)
 
 # The post path's statements, built once: building a statement and its cache key each time
 # cost as much as running it.
-_POST_BOARD = (
+_POST_BOARD = (  # the board's rules of the moment, and which board the column is of
     sa.select(col(Board.phase), col(Board.locked), col(Board.frozen), col(Board.anonymous),
-              col(Board.silent))
+              col(Board.silent),
+              sa.select(col(BoardColumn.board_id))
+              .where(col(BoardColumn.id) == sa.bindparam("column_id"))
+              .scalar_subquery().label("column_board"))
     .where(col(Board.id) == sa.bindparam("board_id"))
-    .with_for_update())
+    .with_for_update(of=Board))
 _POST_EXISTING = sa.select(col(Card.id)).where(
     col(Card.board_id) == sa.bindparam("board_id"),
     col(Card.author_key) == sa.bindparam("author_key"),
     col(Card.client_id) == sa.bindparam("client_id"))
-_COLUMN_BOARD = sa.select(col(BoardColumn.board_id)).where(
-    col(BoardColumn.id) == sa.bindparam("column_id"))
 _INSERT_CARD = sa.insert(Card).returning(col(Card.id))
 
 

@@ -20,6 +20,7 @@ from board.web.common import (
     client_ip,
     find_board,
     find_board_and_actor,
+    find_caller,
     limit_post,
     read_json,
     services,
@@ -126,8 +127,9 @@ async def join(request: Request) -> JSONResponse:
 
 
 async def post_card(request: Request) -> JSONResponse:
-    board, actor = await _board_and_actor(request, required=True)
-    await limit_post(request, board, actor.author_key)
+    board, actor = await find_caller(request, request.path_params["join_code"],
+                                     bearer_token(request.headers), required=True)
+    await limit_post(request, board.join_code, actor.author_key)
     data = await read_json(request)
     result = await services(request).commands.post_card(
         board, actor, column_id=data.get("column_id"), text=data.get("text"),

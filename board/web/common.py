@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from board.archive import Archive
-from board.commands import Actor, Commands
+from board.commands import Actor, BoardRef, Commands
 from board.errors import RuleViolation
 from board.fanout import Fanout
 from board.hub import Hub
@@ -24,6 +25,7 @@ from board.store import Store
 from board.tables import Board
 
 log = logging.getLogger("board.web")
+T = TypeVar("T")
 
 
 @dataclass
@@ -57,19 +59,35 @@ async def find_board(conn: HTTPConnection, raw_code: str) -> Board:
 async def find_board_and_actor(conn: HTTPConnection, raw_code: str, token: str | None, *,
                                required: bool = False) -> tuple[Board, Actor]:
     """find_board, and who holds ``token`` on that board, in one read."""
+    return await _guarded(conn, services(conn).commands.board_and_actor(
+        raw_code, token, required=required))
+
+
+async def find_caller(conn: HTTPConnection, raw_code: str, token: str | None, *,
+                      required: bool = False) -> tuple[BoardRef, Actor]:
+    """find_board_and_actor for who needs only the board's id and code (a post, a socket):
+    a token checked moments ago is not read again."""
+    return await _guarded(conn, services(conn).commands.caller(
+        raw_code, token, required=required))
+
+
+async def _guarded(conn: HTTPConnection, lookup: Coroutine[Any, Any, T]) -> T:
+    """A look-up of a join code: an address that keeps trying unknown codes is slowed down."""
     svc, ip = services(conn), client_ip(conn)
-    await svc.limits.check("code_miss_ip", ip)
     try:
-        return await svc.commands.board_and_actor(raw_code, token, required=required)
+        await svc.limits.check("code_miss_ip", ip)
+        return await lookup
     except RuleViolation as error:
         if error.code == "unknown_board":
             await svc.limits.hit("code_miss_ip", ip)
         raise
+    finally:
+        lookup.close()  # not awaited when the address was refused: no warning
 
 
-async def limit_post(conn: HTTPConnection, board: Board, author_key: str) -> None:
+async def limit_post(conn: HTTPConnection, join_code: str, author_key: str) -> None:
     limits = services(conn).limits
-    await limits.hit("post_participant", board.join_code, author_key)  # "a" is per board
+    await limits.hit("post_participant", join_code, author_key)  # "a" is per board
     await limits.hit("post_ip", client_ip(conn))
 
 

@@ -16,7 +16,7 @@ import time
 from sqlmodel import Session
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from board.commands import PUBLIC, Actor, settings_dict
+from board.commands import PUBLIC, Actor, BoardRef, settings_dict
 from board.domain import normalize_join_code
 from board.errors import RuleViolation
 from board.events import Event
@@ -29,8 +29,7 @@ from board.tables import Board
 from board.web.common import (
     client_ip,
     error_json,
-    find_board,
-    find_board_and_actor,
+    find_caller,
     services,
 )
 
@@ -111,11 +110,8 @@ async def events_endpoint(websocket: WebSocket) -> None:
     except RuleViolation as error:
         await deny(websocket, error)
         return
-    assert board.id is not None
-    board_id, code = board.id, board.join_code
-    del board  # an ORM object per socket, for hours: the id and code are enough from here
     try:
-        await _serve(websocket, board_id, code, actor, client)
+        await _serve(websocket, board.id, board.join_code, actor, client)
     finally:
         svc.limits.close_socket(ip)
 
@@ -141,20 +137,20 @@ async def _serve(websocket: WebSocket, board_id: int, code: str, actor: Actor,
         await close_within(websocket, CLOSE_TRY_AGAIN, "try again")
 
 
-async def _board_and_actor(websocket: WebSocket, view: str) -> tuple[Board, Actor]:
+async def _board_and_actor(websocket: WebSocket, view: str) -> tuple[BoardRef, Actor]:
     """Bearer header for API clients (strict); the page's cookie otherwise (lenient)."""
     raw_code = websocket.path_params["join_code"]
     token = bearer_token(websocket.headers)
     if token is not None:
-        return await find_board_and_actor(websocket, raw_code, token)
+        return await find_caller(websocket, raw_code, token)
     name = animator_cookie if view == "animator" else participant_cookie
     cookie = websocket.cookies.get(name(normalize_join_code(raw_code)))
     try:
-        return await find_board_and_actor(websocket, raw_code, cookie)
+        return await find_caller(websocket, raw_code, cookie)
     except RuleViolation as error:
         if error.code != "invalid_token":
             raise
-        return await find_board(websocket, raw_code), PUBLIC  # a stale cookie still watches
+        return await find_caller(websocket, raw_code, None)  # a stale cookie still watches
 
 
 async def _catch_up(websocket: WebSocket, board_id: int, actor: Actor, client: Client,
@@ -165,7 +161,8 @@ async def _catch_up(websocket: WebSocket, board_id: int, actor: Actor, client: C
 
     def read(session: Session) -> tuple[Board, list[Event] | None, frozenset[int] | None]:
         fresh = session.get(Board, board_id)
-        assert fresh is not None
+        if fresh is None:  # deleted since its look-up
+            raise RuleViolation("unknown_board", code="?")
         current = fresh.seq
         if since is None or since < 0 or since > current or (
                 current - since > svc.settings.snapshot_after):

@@ -223,7 +223,7 @@ async def post_card(request: Request) -> Response:
     outbox = request.headers.get("x-outbox") == "1"
     try:
         if actor.role != "public":
-            await limit_post(request, board, actor.author_key)
+            await limit_post(request, board.join_code, actor.author_key)
         result = await svc.commands.post_card(
             board, actor, column_id=form.get("column_id"), text=form.get("text"),
             client_id=form.get("client_id"),
