@@ -39,6 +39,7 @@ from board.web.common import (
 
 log = logging.getLogger("board.app")
 RETENTION_EVERY = 3600.0  # seconds between two retention sweeps
+GC_THRESHOLDS = (10_000, 20, 100)  # Python's defaults: (700, 10, 10)
 
 
 class MissingAssets(RuntimeError):
@@ -88,9 +89,12 @@ def quiet_collector() -> None:
     A post allocates a few hundred objects, so the youngest generation filled every few posts
     and a full collection walked every object of the process (the ORM's, the templates', and
     each open socket's). What exists once the app has started lives as long as the process,
-    so it is frozen out of the collections."""
+    so it is frozen out of the collections; and the young generation may grow to 10,000
+    objects before it is examined, so that a wave of arrivals (whose sockets live on) is not
+    walked again and again (a 2,000-phone ramp: collections 0.55 s -> 0.19 s)."""
     gc.collect()
     gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def check_assets() -> None:

@@ -382,13 +382,14 @@ class Commands:
         async with self.store.read() as session:
             return await self.store.columns(session, board.id)
 
-    async def view(self, board: Board, viewer: Actor,
+    async def view(self, board: Board | BoardRef, viewer: Actor,
                    session: AsyncSession | None = None) -> BoardView:
         """The board as `viewer` sees it (inside a write, pass its session: Store.read)."""
         async with self.store.read(session) as reading:
             return await self._view(reading, board, viewer)
 
-    async def _view(self, session: AsyncSession, board: Board, viewer: Actor) -> BoardView:
+    async def _view(self, session: AsyncSession, board: Board | BoardRef,
+                    viewer: Actor) -> BoardView:
         assert board.id is not None
         fresh = await session.get(Board, board.id)
         if fresh is None:
@@ -426,20 +427,33 @@ class Commands:
 
     # --- participants -----------------------------------------------------------------
 
-    async def join(self, board: Board, *, name: object = None) -> tuple[Participant, str]:
+    async def join(self, join_code: str, *, name: object = None) -> tuple[BoardRef, int, str]:
+        """A new participant of the board with this code: (the board, their id, their token).
+
+        One grouped write (Core, no ORM object): the joins of a wave share transactions and
+        fsyncs, and the board is read in the same job (its code, whether it is anonymous)."""
+        code = domain.normalize_join_code(join_code)
         clean = domain.clean_line(name, field="name", limit=self.settings.max_name_length)
         token = new_secret()
-        assert board.id is not None
-        participant = Participant(
-            board_id=board.id, name=None if board.anonymous else (clean or None),
-            token_hash=hash_secret(token))
-        await self.store.add_durably(participant)  # group commit with the others joining now
+        token_hash = hash_secret(token)
+
+        def add(session: Session) -> tuple[BoardRef, Actor]:
+            db = session.connection()
+            board = db.execute(_JOIN_BOARD, {"code": code}).first()
+            if board is None:
+                raise RuleViolation("unknown_board", code=code[:12])
+            kept = None if board.anonymous else (clean or None)
+            participant_id = db.execute(_INSERT_PARTICIPANT, {
+                "board_id": board.id, "name": kept, "token_hash": token_hash,
+                "created_at": utcnow()}).scalar_one()
+            return (BoardRef(board.id, board.join_code),
+                    Actor("participant", participant_id=participant_id, name=kept))
+
+        ref, actor = await self.store.transact(add)
         # The new phone opens its socket next: its token need not be read back for it.
-        self.callers.put(domain.normalize_join_code(board.join_code), token,
-                         BoardRef(board.id, board.join_code),
-                         Actor("participant", participant_id=participant.id,
-                               name=participant.name))
-        return participant, token
+        self.callers.put(code, token, ref, actor)
+        assert actor.participant_id is not None
+        return ref, actor.participant_id, token
 
     # --- cards ------------------------------------------------------------------------
 
@@ -862,6 +876,9 @@ _POST_EXISTING = sa.select(col(Card.id)).where(
     col(Card.author_key) == sa.bindparam("author_key"),
     col(Card.client_id) == sa.bindparam("client_id"))
 _INSERT_CARD = sa.insert(Card).returning(col(Card.id))
+_JOIN_BOARD = sa.select(col(Board.id), col(Board.join_code), col(Board.anonymous)).where(
+    col(Board.join_code) == sa.bindparam("code"))
+_INSERT_PARTICIPANT = sa.insert(Participant).returning(col(Participant.id))
 
 
 async def _of_board(session: AsyncSession, table: type[Owned], board_id: int, row_id: int,

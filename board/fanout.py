@@ -16,7 +16,7 @@ import itertools
 import logging
 import time
 from collections import Counter, deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from board.commands import settings_dict
@@ -185,6 +185,10 @@ class Client:
         return frames
 
 
+class SnapshotAbandoned(RuntimeError):
+    """The socket building a shared snapshot was closed before it was done."""
+
+
 class Feed:
     def __init__(self, board_id: int, fanout: Fanout) -> None:
         self.board_id = board_id
@@ -195,8 +199,9 @@ class Feed:
         self.settings: dict[str, Any] = {}
         self.present: Counter[int] = Counter()
         self.presence_dirty = asyncio.Event()
-        # The last snapshot built for each audience that shares one: (seq, text, built at).
-        self.snapshots: dict[Audience, tuple[int, str, float]] = {}
+        # The last snapshot built for each audience that shares one: (seq, built at, the
+        # (seq, text) it was built at, or the future of it while it is being built).
+        self.snapshots: dict[Audience, tuple[int, float, asyncio.Future[tuple[int, str]]]] = {}
         # Frames rendered but not yet handed to the sockets (see _broadcast), per audience.
         self.outbox: dict[Audience, list[Frame]] = {}
         self.flush_at: asyncio.TimerHandle | None = None
@@ -213,6 +218,33 @@ class Feed:
     def participants(self) -> int:
         """Participants connected to this board: here, plus what the other workers said."""
         return len(self.present) + self.fanout.hub.presence_elsewhere(self.board_id)
+
+    async def shared_snapshot(self, audience: Audience, seq: int,
+                              build: Callable[[], Awaitable[tuple[int, str]]],
+                              reuse: float) -> tuple[int, str]:
+        """The snapshot this audience gets at ``seq``: (the seq it was built at, its text).
+        Built once for everyone who asks at the same seq within ``reuse`` seconds; who asks
+        while it is being built waits for that build rather than starting another (a wave of
+        a hundred phones arriving at once built it a hundred times)."""
+        now = time.monotonic()
+        known = self.snapshots.get(audience)
+        if known is not None and known[0] == seq and now - known[1] < reuse:
+            try:
+                return await asyncio.shield(known[2])
+            except SnapshotAbandoned:  # its builder's socket went away meanwhile
+                return await build()
+        future: asyncio.Future[tuple[int, str]] = asyncio.get_running_loop().create_future()
+        self.snapshots[audience] = (seq, now, future)
+        try:
+            built = await build()
+        except BaseException as exc:
+            if self.snapshots.get(audience, (0, 0.0, None))[2] is future:
+                del self.snapshots[audience]
+            future.set_exception(exc if isinstance(exc, Exception) else SnapshotAbandoned())
+            future.exception()  # those waiting see it; nobody else needs to
+            raise
+        future.set_result(built)
+        return built
 
     def add(self, client: Client) -> None:
         self.clients.setdefault(client.audience, set()).add(client)

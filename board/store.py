@@ -168,9 +168,6 @@ class Store:
         # Jobs waiting for the next grouped transaction (SQLite), and the task that runs them.
         self._jobs: list[tuple[Callable[[Session], Any], asyncio.Future[Any]]] = []
         self._job_runner: asyncio.Task[None] | None = None
-        # PostgreSQL: rows waiting for the next group commit (add_durably), and their writer.
-        self._rows: list[tuple[Any, asyncio.Future[None]]] = []
-        self._row_writer: asyncio.Task[None] | None = None
 
     @classmethod
     def open(cls, url: str, *, busy_timeout: float = 5.0) -> Store:
@@ -280,40 +277,6 @@ class Store:
                     except Exception as exc:
                         outcomes.append((False, exc))
         return outcomes
-
-    async def add_durably(self, row: Any) -> None:
-        """Insert one row and return once it is committed. Rows added while a commit is under
-        way share the next transaction (group commit): a wave of 1,000 joins costs a few
-        commits and fsyncs, not one each. Raises what ``write()`` raises."""
-        if self._thread_writer is not None:
-            await self.transact(lambda session: session.add(row))
-            return
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._rows.append((row, done))
-        if self._row_writer is None:
-            self._row_writer = asyncio.create_task(self._write_rows())
-        await done
-
-    async def _write_rows(self) -> None:
-        try:
-            while self._rows:
-                batch: list[tuple[Any, asyncio.Future[None]]] = []
-                try:
-                    async with self.write() as session:
-                        batch, self._rows = self._rows, []
-                        session.add_all([row for row, _ in batch])
-                except Exception as exc:  # every row of the batch failed alike
-                    for _, done in batch or self._rows:
-                        if not done.done():
-                            done.set_exception(exc)
-                    if not batch:
-                        self._rows = []
-                    continue
-                for _, done in batch:
-                    if not done.done():
-                        done.set_result(None)
-        finally:
-            self._row_writer = None
 
     @asynccontextmanager
     async def _turn(self) -> AsyncIterator[None]:

@@ -18,9 +18,9 @@ from board.tables import Board
 from board.web.common import (
     base_url,
     client_ip,
-    find_board,
     find_board_and_actor,
     find_caller,
+    guarded_lookup,
     limit_post,
     read_json,
     services,
@@ -119,11 +119,11 @@ async def patch_board(request: Request) -> JSONResponse:
 
 async def join(request: Request) -> JSONResponse:
     svc = services(request)
-    board = await find_board(request, request.path_params["join_code"])
     await svc.limits.hit("join_ip", client_ip(request))
     data = await read_json(request)
-    participant, token = await svc.commands.join(board, name=data.get("name"))
-    return JSONResponse({"participant_id": participant.id, "token": token}, status_code=201)
+    _, participant_id, token = await guarded_lookup(request, svc.commands.join(
+        request.path_params["join_code"], name=data.get("name")))
+    return JSONResponse({"participant_id": participant_id, "token": token}, status_code=201)
 
 
 async def post_card(request: Request) -> JSONResponse:

@@ -59,7 +59,7 @@ async def find_board(conn: HTTPConnection, raw_code: str) -> Board:
 async def find_board_and_actor(conn: HTTPConnection, raw_code: str, token: str | None, *,
                                required: bool = False) -> tuple[Board, Actor]:
     """find_board, and who holds ``token`` on that board, in one read."""
-    return await _guarded(conn, services(conn).commands.board_and_actor(
+    return await guarded_lookup(conn, services(conn).commands.board_and_actor(
         raw_code, token, required=required))
 
 
@@ -67,11 +67,11 @@ async def find_caller(conn: HTTPConnection, raw_code: str, token: str | None, *,
                       required: bool = False) -> tuple[BoardRef, Actor]:
     """find_board_and_actor for who needs only the board's id and code (a post, a socket):
     a token checked moments ago is not read again."""
-    return await _guarded(conn, services(conn).commands.caller(
+    return await guarded_lookup(conn, services(conn).commands.caller(
         raw_code, token, required=required))
 
 
-async def _guarded(conn: HTTPConnection, lookup: Coroutine[Any, Any, T]) -> T:
+async def guarded_lookup(conn: HTTPConnection, lookup: Coroutine[Any, Any, T]) -> T:
     """A look-up of a join code: an address that keeps trying unknown codes is slowed down."""
     svc, ip = services(conn), client_ip(conn)
     try:

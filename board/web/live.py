@@ -11,16 +11,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 
-from sqlmodel import Session
+import sqlalchemy as sa
+from sqlalchemy import Row
+from sqlmodel import Session, col
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from board.commands import PUBLIC, Actor, BoardRef, settings_dict
 from board.domain import normalize_join_code
 from board.errors import RuleViolation
 from board.events import Event
-from board.fanout import Client, DirectWrite, Feed, batch_text
+from board.fanout import Client, DirectWrite, Feed, batch_text, ws_text_frame
 from board.render import LANGS, Audience
 from board.security import animator_cookie, bearer_token, origin_allowed, participant_cookie
 from board.socket_protocol import DIRECT_WRITE
@@ -52,6 +53,8 @@ async def deny(websocket: WebSocket, error: RuleViolation) -> None:
 # Seconds a shared snapshot is reused at the same seq (a wave of arrivals); kept short so
 # that nothing that changes without an event (names anonymised…) stays stale for long.
 SNAPSHOT_REUSE = 2.0
+_ARRIVAL = sa.select(col(Board.seq), col(Board.silent), col(Board.timer_running)).where(
+    col(Board.id) == sa.bindparam("board_id"))
 CLOSE_TIMEOUT = 2.0  # seconds; a client that never reads cannot take its close frame either
 
 
@@ -65,7 +68,11 @@ async def send(websocket: WebSocket, text: str) -> None:
     """Every frame leaves within the send timeout, or the socket is given up (TimeoutError):
     a peer that stopped reading fills the transport, and a send would otherwise wait forever —
     during a replay, on a quiet board, as much as in the live loop. (``asyncio.timeout``, not
-    ``wait_for``: no task per frame.)"""
+    ``wait_for``: no task per frame.) While the transport takes it, the frame is written
+    straight to it (no ASGI layers, the catch-up of a wave of arrivals included)."""
+    write = _direct_writer(websocket)
+    if write is not None and write(ws_text_frame(text)):
+        return
     async with asyncio.timeout(services(websocket).settings.ws_send_timeout):
         await websocket.send_text(text)
 
@@ -123,7 +130,7 @@ async def _serve(websocket: WebSocket, board_id: int, code: str, actor: Actor,
     await websocket.accept()
     try:
         async with svc.fanout.attach(board_id, client) as feed:
-            await _catch_up(websocket, board_id, actor, client, feed, parse_since(
+            await _catch_up(websocket, board_id, code, actor, client, feed, parse_since(
                 websocket.query_params.get("since")))
             await send(websocket, svc.renderer.presence_frame(feed.participants, audience))
             await _pump(websocket, client)
@@ -153,20 +160,25 @@ async def _board_and_actor(websocket: WebSocket, view: str) -> tuple[BoardRef, A
         return await find_caller(websocket, raw_code, None)  # a stale cookie still watches
 
 
-async def _catch_up(websocket: WebSocket, board_id: int, actor: Actor, client: Client,
-                    feed: Feed, since: int | None) -> None:
+async def _catch_up(websocket: WebSocket, board_id: int, code: str, actor: Actor,
+                    client: Client, feed: Feed, since: int | None) -> None:
     """Send exactly what the caller missed, or a snapshot when that is too much or unknown."""
     svc = services(websocket)
     store, renderer, audience = svc.store, svc.renderer, client.audience
 
-    def read(session: Session) -> tuple[Board, list[Event] | None, frozenset[int] | None]:
-        fresh = session.get(Board, board_id)
-        if fresh is None:  # deleted since its look-up
+    def read(session: Session) -> tuple[Board | Row[int, bool, bool], list[Event] | None,
+                                        frozenset[int] | None]:
+        # What decides between a replay and a snapshot, without the ORM: a wave of newcomers
+        # needs only the seq and whether a shared snapshot serves them.
+        state = session.connection().execute(_ARRIVAL, {"board_id": board_id}).first()
+        if state is None:  # deleted since its look-up
             raise RuleViolation("unknown_board", code="?")
-        current = fresh.seq
+        current = state.seq
         if since is None or since < 0 or since > current or (
                 current - since > svc.settings.snapshot_after):
-            return fresh, None, None  # far behind, or a newcomer: a snapshot
+            return state, None, None  # far behind, or a newcomer: a snapshot
+        fresh = session.get(Board, board_id)
+        assert fresh is not None  # the row was just read, in this transaction
         return fresh, Store.events_since(session, board_id=board_id, since=since,
                                          until=current), (
             None if audience.animator else Store.invisible_card_ids(
@@ -180,28 +192,30 @@ async def _catch_up(websocket: WebSocket, board_id: int, actor: Actor, client: C
         # silent writing; a projector (or an animator cookie on a public view) sees the public.
         viewer = actor if audience.animator or actor.role == "participant" else PUBLIC
         # A wave of arrivals on a quiet board asks for the same snapshot again and again:
-        # when it cannot depend on who asks, it is built once per (audience, seq).
-        shared = _snapshot_shared(fresh, audience, viewer)
-        cached = feed.snapshots.get(audience) if shared else None
-        if cached is not None and cached[0] == current and (
-                time.monotonic() - cached[2] < SNAPSHOT_REUSE):
-            text = cached[1]
+        # when it cannot depend on who asks, it is built once per (audience, seq), and those
+        # who ask while it is being built wait for that one.
+
+        async def build() -> tuple[int, str]:
+            view = await svc.commands.view(BoardRef(board_id, code), viewer)
+            return view.board.seq, renderer.snapshot_frame(view, audience)
+
+        if _snapshot_shared(fresh, audience, viewer):
+            current, text = await feed.shared_snapshot(audience, current, build,
+                                                       SNAPSHOT_REUSE)
         else:
-            view = await svc.commands.view(fresh, viewer)
-            text = renderer.snapshot_frame(view, audience)
-            current = view.board.seq
-            if shared:
-                feed.snapshots[audience] = (current, text, time.monotonic())
+            current, text = await build()
         await send(websocket, text)
         client.last_seq = current
         return
+    assert isinstance(fresh, Board)
     st = settings_dict(fresh)
     for event in events or ():
         await send(websocket, renderer.frame(event, audience, fresh.join_code, st, invisible))
     client.last_seq = current
 
 
-def _snapshot_shared(board: Board, audience: Audience, viewer: Actor) -> bool:
+def _snapshot_shared(board: Board | Row[int, bool, bool], audience: Audience,
+                     viewer: Actor) -> bool:
     """Whether this snapshot is the same for everyone of this audience at this seq: not for
     animators (hidden cards), not during silent writing (each sees their own cards), not for a
     participant's page (their dots), not while the timer runs (it holds the seconds left)."""

@@ -200,7 +200,8 @@ async def join_submit(request: Request) -> Response:
     form = await form_data(request)
     try:
         await services(request).limits.hit("join_ip", client_ip(request))
-        _, token = await services(request).commands.join(board, name=form.get("name"))
+        _, _, token = await services(request).commands.join(board.join_code,
+                                                             name=form.get("name"))
     except RuleViolation as error:
         return render(request, "join.html", status=error.status, board=board,
                       error=error.message(pick_lang(request)), name=form.get("name", ""))

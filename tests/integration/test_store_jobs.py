@@ -5,13 +5,14 @@ refusal never undoes or blocks the others, and every caller learns its own outco
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 from sqlmodel import Session, func, select
 
-from board.commands import Actor, Commands
+from board.commands import Actor, BoardRef, Callers, Commands
 from board.errors import RuleViolation
 from board.hub import MemoryHub
 from board.migrate import upgrade
@@ -37,7 +38,7 @@ async def _board(commands: Commands) -> tuple[Board, int, Actor]:
     created = await commands.create_board(title="Jobs", columns=["Constats", "Enjeux"])
     board = await commands.find_board(created.board.join_code)
     column = (await commands.columns(board))[0]
-    _participant, token = await commands.join(board, name="Awa")
+    _ref, _participant_id, token = await commands.join(board.join_code, name="Awa")
     actor = await commands.authenticate(board, token)
     assert column.id is not None
     return board, column.id, actor
@@ -123,3 +124,63 @@ async def test_refused_posts_among_good_ones_lose_nothing(commands: Commands) ->
     refused = [o for o in outcomes if isinstance(o, RuleViolation)]
     assert len(refused) == 10 and {o.code for o in refused} == {"unknown_column"}
     assert await _count_cards(commands, board.id) == 20
+
+
+async def test_a_remembered_token_still_meets_the_boards_rules(commands: Commands) -> None:
+    """Callers spares posts the look-up, not the rules: a board frozen, or deleted, after its
+    token was remembered refuses the next post with the same error as without the memory."""
+    board, column_id, _actor = await _board(commands)
+    _ref, _pid, token = await commands.join(board.join_code, name="Ben")
+    ref, actor = await commands.caller(board.join_code.lower(), token, required=True)
+    assert (ref.id, ref.join_code, actor.role) == (board.id, board.join_code, "participant")
+    assert commands.callers.get(board.join_code, token) == (ref, actor)  # from the join
+
+    await commands.post_card(ref, actor, column_id=column_id, text="Avant le gel")
+
+    def freeze(session: Session) -> None:
+        row = session.get(Board, ref.id)
+        assert row is not None
+        row.frozen = True
+        session.add(row)
+
+    await commands.store.transact(freeze)
+    ref, actor = await commands.caller(board.join_code, token, required=True)  # remembered
+    with pytest.raises(RuleViolation) as refused:
+        await commands.post_card(ref, actor, column_id=column_id, text="Après le gel")
+    assert refused.value.code == "board_frozen"
+
+    def delete(session: Session) -> None:
+        row = session.get(Board, ref.id)
+        session.delete(row)
+
+    await commands.store.transact(delete)
+    ref, actor = await commands.caller(board.join_code, token, required=True)  # still there
+    with pytest.raises(RuleViolation) as refused:
+        await commands.post_card(ref, actor, column_id=column_id, text="Après l'effacement")
+    assert refused.value.code == "unknown_board"
+    commands.callers.forget_board(ref.id)  # what Archive.delete_board does in its worker
+    with pytest.raises(RuleViolation) as refused:
+        await commands.caller(board.join_code, token, required=True)
+    assert refused.value.code == "unknown_board"
+
+
+async def test_a_wrong_token_is_never_remembered(commands: Commands) -> None:
+    board, _column_id, _actor = await _board(commands)
+    for _ in range(2):
+        with pytest.raises(RuleViolation) as refused:
+            await commands.caller(board.join_code, "not-a-token", required=True)
+        assert refused.value.code == "invalid_token"
+    assert commands.callers.get(board.join_code, "not-a-token") is None
+
+
+def test_remembered_tokens_expire_and_the_oldest_go_first() -> None:
+    callers = Callers(ttl=0.05, size=10)
+    ref = BoardRef(1, "ABC123")
+    for n in range(10):
+        callers.put("ABC123", f"token-{n}", ref, Actor("participant", participant_id=n))
+    callers.put("ABC123", "token-10", ref, Actor("participant", participant_id=10))
+    assert callers.get("ABC123", "token-0") is None  # evicted to make room
+    assert callers.get("ABC123", "token-10") is not None
+    assert callers.get("OTHER1", "token-10") is None  # a token is good on its own board only
+    time.sleep(0.06)
+    assert callers.get("ABC123", "token-10") is None  # expired: read again next time
