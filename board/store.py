@@ -270,12 +270,26 @@ class Store:
         outcomes: list[tuple[bool, Any]] = []
         with Session(self._thread_writer, expire_on_commit=False) as session:
             with session.begin():
+                # Savepoints said to sqlite3 itself, not SQLAlchemy's nested transactions (ORM
+                # or Core): those cost more Python than a join's own two statements. So the
+                # ORM must be told: a job's objects are flushed inside its savepoint, and
+                # after a refusal the session forgets every object (some may hold what the
+                # savepoint just undid).
+                raw = session.connection().connection.driver_connection
+                assert raw is not None
                 for job in jobs:
+                    raw.execute("SAVEPOINT job")
                     try:
-                        with session.begin_nested():
-                            outcomes.append((True, job(session)))
+                        value = job(session)
+                        session.flush()
                     except Exception as exc:
+                        raw.execute("ROLLBACK TO job")
+                        raw.execute("RELEASE job")
+                        session.expunge_all()
                         outcomes.append((False, exc))
+                    else:
+                        raw.execute("RELEASE job")
+                        outcomes.append((True, value))
         return outcomes
 
     @asynccontextmanager

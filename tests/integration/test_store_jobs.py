@@ -81,6 +81,33 @@ async def test_a_refused_job_is_undone_alone_and_the_others_commit(commands: Com
     assert titles[0] in ("Un", "Deux")
 
 
+async def test_a_job_after_a_refused_one_reads_the_database_not_the_undone_change(
+        commands: Commands) -> None:
+    """In one group, the refused job's change is undone in the database; the next job must
+    not be handed the session's copy of it either."""
+    board, column_id, _actor = await _board(commands)
+
+    def rename_then_refuse(session: Session) -> None:
+        column = session.get(BoardColumn, column_id)
+        assert column is not None
+        column.title = "Jamais"
+        session.flush()
+        raise RuleViolation("invalid_field", field="title")
+
+    def read_title(session: Session) -> str:
+        column = session.get(BoardColumn, column_id)
+        assert column is not None
+        return column.title
+
+    outcomes = await asyncio.gather(
+        commands.store.transact(read_title),  # runs alone; the two below share a group
+        commands.store.transact(rename_then_refuse),
+        commands.store.transact(read_title),
+        return_exceptions=True)
+    assert isinstance(outcomes[1], RuleViolation)
+    assert outcomes[0] == outcomes[2] == "Constats"
+
+
 async def test_many_posts_at_once_each_get_their_own_card_and_seq(commands: Commands) -> None:
     board, column_id, actor = await _board(commands)
     assert board.id is not None
