@@ -28,6 +28,7 @@ from board.tables import Board
 
 log = logging.getLogger("board.fanout")
 PRESENCE_REPEAT = 10.0  # seconds; below the hub's PRESENCE_TTL
+PRESENCE_SOCKETS = 1000  # past this many sockets on a board, counts are sent less often
 
 # Seconds between two hand-overs of a board's events to its sockets. A board with less than
 # one event per window (10 posts/s is one per 100 ms) sees no delay; a plenary burst gets
@@ -396,12 +397,16 @@ class Feed:
                 continue
             self.presence_dirty.clear()
             count = self.participants
+            sockets = 0
             for audience, group in self.clients.items():
                 wire = Wire([self.fanout.frame(None, audience, self.fanout.renderer.presence_frame(
                     count, audience))], html=audience.html)
                 for client in list(group):
                     client.offer(wire)
-            await asyncio.sleep(interval)  # coalesce a wave of joins into one frame
+                sockets += len(group)
+            # Coalesce a wave of joins into one frame; on a board of thousands, whose every
+            # count is a write per socket, less often (2,000 sockets: every 2 s).
+            await asyncio.sleep(interval * max(1.0, sockets / PRESENCE_SOCKETS))
 
     async def close(self) -> None:
         for handle in (self.flush_at, self.handing):
