@@ -141,6 +141,9 @@ def logging_config(level: str) -> dict[str, Any]:
     config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
     config["loggers"]["board"] = {"handlers": ["default"], "level": level.upper(),
                                   "propagate": False}
+    # One line per socket opened only when debugging (see board.socket_protocol).
+    config["loggers"]["board.sockets"] = {
+        "level": level.upper() if level.lower() in ("debug", "trace") else "WARNING"}
     return config
 
 

@@ -18,6 +18,7 @@ audience, and no coroutine runs per socket and per frame.
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
@@ -26,6 +27,10 @@ from websockets.http11 import Request
 # Scope extension: a callable taking encoded frames, True when they were written, False when
 # they must go through the ASGI ``send`` instead (transport full or closing).
 DIRECT_WRITE = "board.direct_write"
+# Each socket's opening is logged at INFO by uvicorn: thousands of lines for a plenary's
+# arrival (and a sixth of its cost). ``board serve`` shows this logger's warnings and errors,
+# and everything at --log-level debug.
+SOCKET_LOG = logging.getLogger("board.sockets")
 
 
 class _Wakeup:
@@ -109,6 +114,7 @@ class BoardSocketProtocol(WebSocketsSansIOProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.logger = SOCKET_LOG
         self.queue = Inbox()  # type: ignore[assignment]
         self.writable = Flag(True)  # type: ignore[assignment]
 
