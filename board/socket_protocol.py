@@ -126,7 +126,11 @@ class BoardSocketProtocol(WebSocketsSansIOProtocol):
 
     def start_keepalive(self) -> None:
         # Called once the handshake's 101 is written: its request and response (and their
-        # headers, parsed twice) are never read again.
+        # headers, parsed twice) are never read again. The request's headers are emptied, not
+        # just let go: websockets' parser keeps the request in its frame for the socket's life.
+        request = self.__dict__.get("request")
+        if request is not None:
+            request.headers.clear()
         self.request = self.response = None  # type: ignore[assignment]
         super().start_keepalive()
 

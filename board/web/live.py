@@ -128,6 +128,7 @@ async def _serve(websocket: WebSocket, board_id: int, code: str, actor: Actor,
     svc = services(websocket)
     audience = client.audience
     await websocket.accept()
+    _forget_handshake(websocket)
     try:
         async with svc.fanout.attach(board_id, client) as feed:
             await _catch_up(websocket, board_id, code, actor, client, feed, parse_since(
@@ -142,6 +143,14 @@ async def _serve(websocket: WebSocket, board_id: int, code: str, actor: Actor,
     except (RuntimeError, OSError, RuleViolation) as exc:  # feed or storage down, socket gone
         log.info("websocket of board %s ended: %s", code, exc)
         await close_within(websocket, CLOSE_TRY_AGAIN, "try again")
+
+
+def _forget_handshake(websocket: WebSocket) -> None:
+    """The handshake's headers were read (Origin, token, cookie, language) and a socket lives
+    for hours: its scope stops holding them (about a kilobyte per phone)."""
+    websocket.scope["headers"] = []
+    for cached in ("_headers", "_cookies"):  # Starlette's parsed copies, if it made them
+        vars(websocket).pop(cached, None)
 
 
 async def _board_and_actor(websocket: WebSocket, view: str) -> tuple[BoardRef, Actor]:
