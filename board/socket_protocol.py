@@ -27,8 +27,8 @@ from websockets.http11 import Request
 # Scope extension: a callable taking encoded frames, True when they were written, False when
 # they must go through the ASGI ``send`` instead (transport full or closing).
 DIRECT_WRITE = "board.direct_write"
-# Each socket's opening is logged at INFO by uvicorn: thousands of lines for a plenary's
-# arrival (and a sixth of its cost). ``board serve`` shows this logger's warnings and errors,
+# Each socket's opening is logged at INFO by uvicorn, and again ("connection open") by
+# websockets: thousands of lines for a plenary's arrival (and a sixth of its cost). ``board serve`` shows this logger's warnings and errors,
 # and everything at --log-level debug.
 SOCKET_LOG = logging.getLogger("board.sockets")
 
@@ -114,7 +114,7 @@ class BoardSocketProtocol(WebSocketsSansIOProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.logger = SOCKET_LOG
+        self.logger = self.conn.logger = SOCKET_LOG  # uvicorn's lines and websockets' own
         self.queue = Inbox()  # type: ignore[assignment]
         self.writable = Flag(True)  # type: ignore[assignment]
 
