@@ -28,8 +28,8 @@ from websockets.http11 import Request
 # they must go through the ASGI ``send`` instead (transport full or closing).
 DIRECT_WRITE = "board.direct_write"
 # Each socket's opening is logged at INFO by uvicorn, and again ("connection open") by
-# websockets: thousands of lines for a plenary's arrival (and a sixth of its cost). ``board serve`` shows this logger's warnings and errors,
-# and everything at --log-level debug.
+# websockets: thousands of lines for a plenary's arrival (and a sixth of its cost).
+# ``board serve`` shows this logger's warnings and errors, and everything at --log-level debug.
 SOCKET_LOG = logging.getLogger("board.sockets")
 
 
@@ -137,8 +137,8 @@ class BoardSocketProtocol(WebSocketsSansIOProtocol):
     def write_frames(self, data: bytes) -> bool:
         """Encoded data frames, straight to the transport. They change nothing in the
         protocol's state, so its later sends and its close are unaffected."""
-        if (self.close_sent or self.disconnected or not self.writable.is_set()
-                or self.transport.is_closing()):
+        if (not self.handshake_complete or self.close_sent or self.disconnected
+                or not self.writable.is_set() or self.transport.is_closing()):
             return False
         self.transport.write(data)
         return True
