@@ -175,26 +175,29 @@ async def _catch_up(websocket: WebSocket, board_id: int, code: str, actor: Actor
     svc = services(websocket)
     store, renderer, audience = svc.store, svc.renderer, client.audience
 
-    def read(session: Session) -> tuple[Board | Row[int, bool, bool], list[Event] | None,
-                                        frozenset[int] | None]:
+    def read(session: Session) -> tuple[int, Board | Row[int, bool, bool],
+                                        list[Event] | None, frozenset[int] | None]:
         # What decides between a replay and a snapshot, without the ORM: a wave of newcomers
-        # needs only the seq and whether a shared snapshot serves them.
+        # needs only the seq and whether a shared snapshot serves them. That first read's seq
+        # is the one replayed up to and recorded: the Board read next may be newer than it
+        # (PostgreSQL reads each statement at its own moment), and recording its seq would
+        # skip what lies between.
         state = session.connection().execute(_ARRIVAL, {"board_id": board_id}).first()
         if state is None:  # deleted since its look-up
             raise RuleViolation("unknown_board", code="?")
         current = state.seq
         if since is None or since < 0 or since > current or (
                 current - since > svc.settings.snapshot_after):
-            return state, None, None  # far behind, or a newcomer: a snapshot
+            return current, state, None, None  # far behind, or a newcomer: a snapshot
         fresh = session.get(Board, board_id)
-        assert fresh is not None  # the row was just read, in this transaction
-        return fresh, Store.events_since(session, board_id=board_id, since=since,
-                                         until=current), (
+        if fresh is None:
+            raise RuleViolation("unknown_board", code="?")
+        return current, fresh, Store.events_since(session, board_id=board_id, since=since,
+                                                  until=current), (
             None if audience.animator else Store.invisible_card_ids(
                 session, fresh, actor.participant_id))
 
-    fresh, events, invisible = await store.query(read)
-    current = fresh.seq
+    current, fresh, events, invisible = await store.query(read)
     far = events is None
     if far:
         # The board as this caller may see it: a participant's own cards stay in view during
