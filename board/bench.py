@@ -220,15 +220,11 @@ def format_report(result: dict[str, Any]) -> str:
             f"{mem['rss_connected_kb'] / 1024:.1f} MiB with {mem['connections']:,} idle "
             f"= {mem['per_connection_kb']:.1f} KiB per connection; "
             f"{(mem['rss_end_kb'] or 0) / 1024:.1f} MiB after posting")
+    if ramp and ramp.get("cpu"):
+        lines.append(f"  cpu           {_fmt_cpu(ramp['cpu'])}, during the arrivals")
     cpu = result.get("cpu") or {}
     if cpu:
-        parts = [f"bench {cpu['bench_pct']:.0f}%"]
-        if cpu.get("server_pct") is not None:
-            parts.append(f"server {cpu['server_pct']:.0f}%")
-        text = f"{', '.join(parts)} of one core"
-        if cpu.get("machine_busy_pct") is not None:
-            text += f"; whole machine {cpu['machine_busy_pct']:.0f}% busy ({cpu['cores']} cores)"
-        lines.append(f"  cpu           {text}, during the posting phase")
+        lines.append(f"  cpu           {_fmt_cpu(cpu)}, during the posting phase")
     errors = result["errors"]
     if errors:
         listed = ", ".join(f"{kind} x{count}" for kind, count in errors.items())
@@ -825,6 +821,7 @@ class Bench:
             rss_before = _rss_kb(cfg.server_pid)
             connect_latencies: list[float] = []
             ramp_latencies: list[float] = []
+            cpu_connect0 = _cpu_sample(cfg.server_pid)
             t0 = time.perf_counter()
             if cfg.ramp:
                 _progress(f"{total} participants arrive: join + websocket + snapshot "
@@ -848,6 +845,7 @@ class Bench:
                     ],
                 )
             connect_s = time.perf_counter() - t0
+            connect_cpu = cpu_usage(cpu_connect0, _cpu_sample(cfg.server_pid), connect_s)
             try:
                 await asyncio.sleep(SETTLE_DELAY)
                 rss_after = _rss_kb(cfg.server_pid)
@@ -889,6 +887,7 @@ class Bench:
             "s": round(connect_s, 3),
             "per_participant_ms": summarize(ramp_latencies, 1000),
             "concurrency": cfg.concurrency,
+            "cpu": connect_cpu,
         } if cfg.ramp else None
         result["server_memory"] = {
             "rss_before_kb": rss_before,
@@ -1129,6 +1128,16 @@ def _rss_kb(pid: int | None) -> int | None:
     except (OSError, ValueError, IndexError):
         return None
     return total
+
+
+def _fmt_cpu(cpu: dict[str, Any]) -> str:
+    parts = [f"bench {cpu['bench_pct']:.0f}%"]
+    if cpu.get("server_pct") is not None:
+        parts.append(f"server {cpu['server_pct']:.0f}%")
+    text = f"{', '.join(parts)} of one core"
+    if cpu.get("machine_busy_pct") is not None:
+        text += f"; whole machine {cpu['machine_busy_pct']:.0f}% busy ({cpu['cores']} cores)"
+    return text
 
 
 def _cpu_sample(server_pid: int | None) -> CpuSample:
