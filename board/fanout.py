@@ -212,6 +212,7 @@ class Feed:
         self.handing: asyncio.Handle | None = None
         self.ready = asyncio.Event()
         self.failed: BaseException | None = None
+        self.deleted = False  # board.deleted went by: no snapshot is served without a read
         self.task = asyncio.create_task(self._run(), name=f"feed-{board_id}")
         self.presence_task = asyncio.create_task(self._presence(), name=f"presence-{board_id}")
 
@@ -246,6 +247,18 @@ class Feed:
             raise
         future.set_result(built)
         return built
+
+    def current_snapshot(self, audience: Audience, reuse: float
+                         ) -> asyncio.Future[tuple[int, str]] | None:
+        """The shared snapshot of this audience, if it is the board as this feed last saw it
+        (built, or being built, at the feed's seq less than ``reuse`` seconds ago): a newcomer
+        attached to the feed may take it without reading the board. Whatever comes after that
+        seq reaches the newcomer through the feed, as it reaches every socket attached."""
+        known = self.snapshots.get(audience)
+        if known is None or self.deleted or known[0] != self.last_seq or (
+                time.monotonic() - known[1] >= reuse):
+            return None
+        return known[2]
 
     def add(self, client: Client) -> None:
         self.clients.setdefault(client.audience, set()).add(client)
@@ -301,6 +314,7 @@ class Feed:
             self.presence_dirty.set()
             return
         if event.type == "board.deleted":  # every socket closes; a reconnect meets a 404
+            self.deleted = True
             for group in self.clients.values():
                 for client in list(group):
                     client.cut()

@@ -174,6 +174,23 @@ async def _catch_up(websocket: WebSocket, board_id: int, code: str, actor: Actor
     """Send exactly what the caller missed, or a snapshot when that is too much or unknown."""
     svc = services(websocket)
     store, renderer, audience = svc.store, svc.renderer, client.audience
+    # The board as this caller may see it: a participant's own cards stay in view during
+    # silent writing; a projector (or an animator cookie on a public view) sees the public.
+    viewer = actor if audience.animator or actor.role == "participant" else PUBLIC
+    if since is None and _viewer_shares(audience, viewer):
+        # A wave of newcomers: while the feed has seen nothing since the shared snapshot was
+        # built, it is still the board, and reading the board's seq again would tell nothing
+        # new (a shared snapshot exists only for a seq at which the board allowed one).
+        known = feed.current_snapshot(audience, SNAPSHOT_REUSE)
+        if known is not None:
+            try:
+                current, text = await asyncio.shield(known)
+            except Exception:  # its build failed or was abandoned: the usual way below
+                pass
+            else:
+                await send(websocket, text)
+                client.last_seq = current
+                return
 
     def read(session: Session) -> tuple[int, Board | Row[int, bool, bool],
                                         list[Event] | None, frozenset[int] | None]:
@@ -200,9 +217,6 @@ async def _catch_up(websocket: WebSocket, board_id: int, code: str, actor: Actor
     current, fresh, events, invisible = await store.query(read)
     far = events is None
     if far:
-        # The board as this caller may see it: a participant's own cards stay in view during
-        # silent writing; a projector (or an animator cookie on a public view) sees the public.
-        viewer = actor if audience.animator or actor.role == "participant" else PUBLIC
         # A wave of arrivals on a quiet board asks for the same snapshot again and again:
         # when it cannot depend on who asks, it is built once per (audience, seq), and those
         # who ask while it is being built wait for that one.
@@ -231,7 +245,12 @@ def _snapshot_shared(board: Board | Row[int, bool, bool], audience: Audience,
     """Whether this snapshot is the same for everyone of this audience at this seq: not for
     animators (hidden cards), not during silent writing (each sees their own cards), not for a
     participant's page (their dots), not while the timer runs (it holds the seconds left)."""
-    if audience.animator or viewer.is_animator or board.silent or board.timer_running:
+    return not (board.silent or board.timer_running) and _viewer_shares(audience, viewer)
+
+
+def _viewer_shares(audience: Audience, viewer: Actor) -> bool:
+    """The part of _snapshot_shared that does not depend on the board."""
+    if audience.animator or viewer.is_animator:
         return False
     return not audience.html or viewer.participant_id is None
 

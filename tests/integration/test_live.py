@@ -86,6 +86,31 @@ async def test_since_missing_or_forged_gets_a_snapshot(server: LiveServer,
             assert texts == ["première"]
 
 
+async def test_a_newcomer_after_a_card_finds_it_in_the_snapshot(
+        server: LiveServer, http: httpx.AsyncClient) -> None:
+    """Newcomers of a wave share one snapshot; once a card has gone by, the next newcomer does
+    not get that stale snapshot: the card is in the one it gets, and does not come twice."""
+    board = await create_board(http)
+    code, column = board["join_code"], board["columns"][0]["id"]
+    token = await join(http, code)
+    async with (
+        subscribe(server.ws_url, code, since=None) as first,
+        subscribe(server.ws_url, code, since=None) as second,
+    ):
+        for ws in (first, second):
+            snapshot = await next_event(ws)
+            assert (snapshot["type"], snapshot["seq"]) == ("snapshot", 0)
+        card = (await post(http, code, token, column, "Après la vague", "w1")).json()
+        # The feed of this board has delivered the card: the shared snapshot is behind it.
+        assert (await next_event(first))["seq"] == card["seq"]
+        async with subscribe(server.ws_url, code, since=None) as late:
+            snapshot = await next_event(late)
+            assert (snapshot["type"], snapshot["seq"]) == ("snapshot", card["seq"])
+            texts = [c["text"] for col in snapshot["data"]["columns"] for c in col["cards"]]
+            assert texts == ["Après la vague"]
+            assert await quiet(late) == []
+
+
 async def test_same_client_id_twice_stores_one_card(server: LiveServer,
                                                     http: httpx.AsyncClient) -> None:
     """A retried post (same client_id) returns the same card with 200 and stores nothing new."""
