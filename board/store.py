@@ -155,6 +155,11 @@ class Store:
     def __init__(self, engine: AsyncEngine, threads_engine: sa.Engine | None = None) -> None:
         self.engine = engine
         self._writer = engine.execution_options(**{WRITE: True})
+        # A read is one snapshot on PostgreSQL too: under READ COMMITTED each statement reads
+        # at its own moment, so a view read the board, then cards committed after its seq
+        # (that also came as events). Read-only, REPEATABLE READ never fails to serialise.
+        self._reader = (engine.execution_options(isolation_level="REPEATABLE READ")
+                        if engine.dialect.name == "postgresql" else engine)
         # SQLite has one writer at a time. Writers of this process queue here, first come first
         # served, instead of each polling the file lock (which let some starve for seconds);
         # other processes still meet the busy timeout.
@@ -195,7 +200,7 @@ class Store:
             yield within
             return
         with storage_errors():
-            async with AsyncSession(self.engine, expire_on_commit=False) as session:
+            async with AsyncSession(self._reader, expire_on_commit=False) as session:
                 yield session
 
     @asynccontextmanager

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from sqlmodel import Session, func, select
 
 from board.commands import Actor, BoardRef, Callers, Commands
@@ -211,3 +212,17 @@ def test_remembered_tokens_expire_and_the_oldest_go_first() -> None:
     assert callers.get("OTHER1", "token-10") is None  # a token is good on its own board only
     time.sleep(0.06)
     assert callers.get("ABC123", "token-10") is None  # expired: read again next time
+
+
+async def test_a_read_is_one_snapshot_and_a_write_reads_what_is_committed(
+        commands: Commands) -> None:
+    """On PostgreSQL a read (a view, a catch-up) sees the database at one moment, so a board
+    and its cards agree; a write stays at READ COMMITTED, behind the board's row lock. SQLite's
+    read transaction is one snapshot by nature."""
+    if commands.store.engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL only: SQLite has no isolation levels to choose from")
+    show = sa.text("SHOW transaction_isolation")
+    assert await commands.store.query(
+        lambda session: session.connection().execute(show).scalar()) == "repeatable read"
+    assert await commands.store.transact(
+        lambda session: session.connection().execute(show).scalar()) == "read committed"
