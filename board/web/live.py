@@ -172,6 +172,11 @@ async def _board_and_actor(websocket: WebSocket, view: str) -> tuple[BoardRef, A
 async def _catch_up(websocket: WebSocket, board_id: int, code: str, actor: Actor,
                     client: Client, feed: Feed, since: int | None) -> None:
     """Send exactly what the caller missed, or a snapshot when that is too much or unknown."""
+    if since is not None and since == feed.last_seq and not feed.deleted:
+        # Already where the feed is (a page's socket opening at the seq the page was rendered
+        # at, on a quiet board): nothing to replay, and what comes next comes through the feed.
+        client.last_seq = since
+        return
     svc = services(websocket)
     store, renderer, audience = svc.store, svc.renderer, client.audience
     # The board as this caller may see it: a participant's own cards stay in view during

@@ -111,6 +111,29 @@ async def test_a_newcomer_after_a_card_finds_it_in_the_snapshot(
             assert await quiet(late) == []
 
 
+async def test_a_socket_at_the_feeds_seq_gets_nothing_replayed_then_every_next_card(
+        server: LiveServer, http: httpx.AsyncClient) -> None:
+    """A page's socket opens at the seq the page was rendered at: with the board's feed at that
+    seq, nothing is replayed and the next card comes once; one seq behind, it is replayed."""
+    board = await create_board(http)
+    code, column = board["join_code"], board["columns"][0]["id"]
+    token = await join(http, code)
+    seqs = [(await post(http, code, token, column, f"idée {i}", f"f{i}")).json()["seq"]
+            for i in range(2)]
+    async with subscribe(server.ws_url, code, since=seqs[1], token=token) as holder:
+        async with (
+            subscribe(server.ws_url, code, since=seqs[1], token=token) as level,
+            subscribe(server.ws_url, code, since=seqs[0], token=token) as behind,
+        ):
+            assert [e["data"]["text"] for e in await events_until(behind, 1)] == ["idée 1"]
+            assert await quiet(level) == []
+            card = (await post(http, code, token, column, "la suivante", "f2")).json()
+            for ws in (holder, level, behind):
+                event = await next_event(ws)
+                assert (event["seq"], event["data"]["text"]) == (card["seq"], "la suivante")
+                assert await quiet(ws, 0.2) == []
+
+
 async def test_same_client_id_twice_stores_one_card(server: LiveServer,
                                                     http: httpx.AsyncClient) -> None:
     """A retried post (same client_id) returns the same card with 200 and stores nothing new."""
