@@ -4,34 +4,13 @@ when a newcomer may take the shared snapshot without reading the board."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
-
-import pytest
 
 from board.commands import Commands
 from board.events import Event
 from board.fanout import Client, Fanout, Feed
-from board.hub import MemoryHub
-from board.migrate import upgrade
 from board.render import Audience, Renderer
-from board.settings import Settings
-from board.store import Store
-from tests.conftest import drop_database, fresh_database_url
 
 API = Audience("api")
-
-
-@pytest.fixture
-async def commands(tmp_path: Path) -> AsyncIterator[Commands]:
-    url = fresh_database_url(tmp_path / "feed.db")
-    await asyncio.to_thread(upgrade, url)
-    store = Store.open(url)
-    try:
-        yield Commands(store, MemoryHub(), Settings(database_url=url))
-    finally:
-        await store.close()
-        drop_database(url)
 
 
 async def _until(condition: object, what: str) -> None:

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 import sqlalchemy as sa
@@ -15,24 +14,7 @@ from sqlmodel import Session, func, select
 
 from board.commands import Actor, BoardRef, Callers, Commands
 from board.errors import RuleViolation
-from board.hub import MemoryHub
-from board.migrate import upgrade
-from board.settings import Settings
-from board.store import Store
 from board.tables import Board, BoardColumn, Card
-from tests.conftest import drop_database, fresh_database_url
-
-
-@pytest.fixture
-async def commands(tmp_path: Path) -> AsyncIterator[Commands]:
-    url = fresh_database_url(tmp_path / "jobs.db")
-    await asyncio.to_thread(upgrade, url)
-    store = Store.open(url)
-    try:
-        yield Commands(store, MemoryHub(), Settings(database_url=url))
-    finally:
-        await store.close()
-        drop_database(url)
 
 
 async def _board(commands: Commands) -> tuple[Board, int, Actor]:
