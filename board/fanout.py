@@ -28,6 +28,7 @@ from board.tables import Board
 
 log = logging.getLogger("board.fanout")
 PRESENCE_REPEAT = 10.0  # seconds; below the hub's PRESENCE_TTL
+CLOSE_WAIT = 1.0  # seconds a closing feed waits for its tasks to end
 PRESENCE_SOCKETS = 1000  # past this many sockets on a board, counts are sent less often
 
 # Seconds between two hand-overs of a board's events to its sockets. A board with less than
@@ -213,6 +214,7 @@ class Feed:
         self.ready = asyncio.Event()
         self.failed: BaseException | None = None
         self.deleted = False  # board.deleted went by: no snapshot is served without a read
+        self.closing = False
         self.task = asyncio.create_task(self._run(), name=f"feed-{board_id}")
         self.presence_task = asyncio.create_task(self._presence(), name=f"presence-{board_id}")
 
@@ -401,6 +403,8 @@ class Feed:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(PRESENCE_REPEAT):
                     await self.presence_dirty.wait()
+            if self.closing:
+                return
             # The other workers hear this worker's count when it changes, and again every
             # PRESENCE_REPEAT seconds (they forget counts that stop coming).
             here, now = len(self.present), time.monotonic()
@@ -428,13 +432,25 @@ class Feed:
                 handle.cancel()
         self.flush_at = self.handing = None
         self.handover.clear()
-        for task in (self.task, self.presence_task):
+        # The presence loop also stops by itself once woken: a cancellation can be lost on
+        # Python 3.11 when it meets a timeout expiring at the same moment (the loop's own, or
+        # one inside the Redis client), and the socket closing this feed waited for it for
+        # ever (seen as uvicorn's "Cancel 1 running task(s)" at shutdown).
+        self.closing = True
+        self.presence_dirty.set()
+        tasks = (self.task, self.presence_task)
+        for task in tasks:
             task.cancel()
-        for task in (self.task, self.presence_task):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            task.add_done_callback(_consume)
+        await asyncio.wait(tasks, timeout=CLOSE_WAIT)
         with contextlib.suppress(Exception):  # nobody here any more (best effort)
             await self.fanout.hub.share_presence(self.board_id, 0)
+
+
+def _consume(task: asyncio.Task[None]) -> None:
+    """A closed feed's task is not awaited past CLOSE_WAIT: its outcome is read here."""
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("feed task %s ended with %r", task.get_name(), task.exception())
 
 
 class Fanout:
