@@ -344,7 +344,7 @@ def test_bench_measures_two_workers_on_postgresql_and_redis(
     assert result["delivery"]["deliveries"] == result["delivery"]["expected"] == 5 * 6
     assert result["delivery"]["duplicates"] == 0
     assert result["server_memory"]["connections"] == 6
-    assert result["server"]["log_problems"] == 0
+    assert result["server"]["log_problems"] == 0, result["server"]["log_tail"]
 
 
 async def test_a_worker_without_sockets_of_the_board_still_counts_its_participants(
