@@ -201,9 +201,9 @@ async def _catch_up(websocket: WebSocket, board_id: int, code: str, actor: Actor
                                         list[Event] | None, frozenset[int] | None]:
         # What decides between a replay and a snapshot, without the ORM: a wave of newcomers
         # needs only the seq and whether a shared snapshot serves them. That first read's seq
-        # is the one replayed up to and recorded: the Board read next may be newer than it
-        # (PostgreSQL reads each statement at its own moment), and recording its seq would
-        # skip what lies between.
+        # is the one replayed up to and recorded. A read is one snapshot (REPEATABLE READ on
+        # PostgreSQL, see Store), so the Board read next has the same seq; were it newer,
+        # recording its seq would skip what lies between.
         state = session.connection().execute(_ARRIVAL, {"board_id": board_id}).first()
         if state is None:  # deleted since its look-up
             raise RuleViolation("unknown_board", code="?")

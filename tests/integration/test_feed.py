@@ -4,6 +4,7 @@ when a newcomer may take the shared snapshot without reading the board."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from board.commands import Commands
 from board.events import Event
@@ -13,9 +14,9 @@ from board.render import Audience, Renderer
 API = Audience("api")
 
 
-async def _until(condition: object, what: str) -> None:
+async def _until(condition: Callable[[], bool], what: str) -> None:
     for _ in range(200):
-        if callable(condition) and condition():
+        if condition():
             return
         await asyncio.sleep(0.01)
     raise AssertionError(f"the feed never {what}")
